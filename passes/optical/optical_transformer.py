@@ -1,0 +1,214 @@
+"""The Optical Transformer technology (Anderson et al., arXiv 2302.10360; mase-triton's op).
+
+For ``fc`` (x·Wᵀ + b) and ``attn`` (a·b):
+  1. quantize each input deterministically to ``q_levels`` levels over its range;
+  2. LUT floor on the weight side (W for fc, Kᵀ and V for attn);
+  3. matmul, then quantize the output over its range with a per-element uniform dither;
+  4. add the bias (fc).
+Gradients pass straight through every quantizer (STE).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ...tools.errors import ConfigError
+from . import quant
+from .registry import register_site, register_technology
+from .sites import SiteBase
+
+TECHNOLOGY = "optical_transformer"
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@register_technology(TECHNOLOGY)
+@dataclass(frozen=True)
+class OpticalTransformerParams:
+    """Parameters of one Optical Transformer site (the reference study's YAML keys).
+
+    Attributes:
+        q_levels: quantization levels per operand (>= 2; 256 = 8 bits).
+        q_lut_min: LUT floor as a fraction of the range on the weight side (>= 0), or None.
+        q_quantiles: (lo, hi) quantiles in (0, 1) for the range statistics, or None for min/max.
+        q_smooth_factor: EMA factor in [0, 1] of the range statistics.
+        q_init_seed: seed of the output dither (>= 0).
+        q_bypass: leave the site as the original op.
+        q_dither: stochastic rounding of the output (the reference's behaviour); False rounds.
+    """
+
+    q_levels: int = 256
+    q_lut_min: float | None = 0.020040
+    q_quantiles: tuple[float, float] | None = None
+    q_smooth_factor: float = 0.9
+    q_init_seed: int = 0
+    q_bypass: bool = False
+    q_dither: bool = True
+
+    def __post_init__(self):
+        if not _is_int(self.q_levels) or self.q_levels < 2:
+            raise ConfigError(f"q_levels: must be an integer >= 2, got {self.q_levels!r}")
+        if self.q_lut_min is not None:
+            if not _is_number(self.q_lut_min) or not 0 <= self.q_lut_min < 1:
+                raise ConfigError(f"q_lut_min: must be a number in [0, 1) or null, got {self.q_lut_min!r}")
+            object.__setattr__(self, "q_lut_min", float(self.q_lut_min))
+        if self.q_quantiles is not None:
+            q = self.q_quantiles
+            if not isinstance(q, (list, tuple)) or len(q) != 2 or not all(_is_number(v) for v in q):
+                raise ConfigError(f"q_quantiles: must be null or a pair [lo, hi], got {q!r}")
+            if not 0 < q[0] < q[1] < 1:
+                raise ConfigError(f"q_quantiles: must satisfy 0 < lo < hi < 1, got {list(q)!r}")
+            object.__setattr__(self, "q_quantiles", (float(q[0]), float(q[1])))
+        if not _is_number(self.q_smooth_factor) or not 0 <= self.q_smooth_factor <= 1:
+            raise ConfigError(f"q_smooth_factor: must be a number in [0, 1], got {self.q_smooth_factor!r}")
+        object.__setattr__(self, "q_smooth_factor", float(self.q_smooth_factor))
+        if not _is_int(self.q_init_seed) or self.q_init_seed < 0:
+            raise ConfigError(f"q_init_seed: must be an integer >= 0, got {self.q_init_seed!r}")
+        for name in ("q_bypass", "q_dither"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name}: must be true or false, got {getattr(self, name)!r}")
+
+    @property
+    def bypass(self) -> bool:
+        return self.q_bypass
+
+
+class _OTSite(SiteBase):
+    technology = TECHNOLOGY
+
+    def __init__(self, params: OpticalTransformerParams, name: str, site_id: int):
+        super().__init__(name, site_id, params.q_init_seed, params.q_smooth_factor, params.q_quantiles)
+        self.levels = params.q_levels
+        self.lut_min = params.q_lut_min
+        self.dither = params.q_dither
+
+    def _prepare(self) -> bool:
+        observing = self.observing()
+        if not observing:
+            self.check_ready()
+        return observing
+
+    def _quantize_out(self, y: Tensor) -> Tensor:
+        noise = self.next_noise(y.shape, y.device) if self.dither else None
+        return quant.ste(y, quant.dither_quantize(y, self.range("out"), self.levels, noise))
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, levels={self.levels}, lut_min={self.lut_min}, dither={self.dither}"
+
+
+class OTLinear(_OTSite):
+    """Optical linear: ``Q_out(Q_x(x) · LUT(Q_w(W))ᵀ) + b``."""
+
+    kind, op = "fc", "linear"
+
+    def __init__(self, params: OpticalTransformerParams, name: str, site_id: int):
+        super().__init__(params, name, site_id)
+        for r in ("x", "w", "out"):
+            self.add_range(r)
+        self._w_cache: tuple | None = None
+
+    def forward(self, x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+        observing = self._prepare()
+        if observing:
+            self.observe("x", x)
+            self.observe("w", weight)
+        xq = quant.ste(x, quant.quantize(x, self.range("x"), self.levels))
+        y = F.linear(xq, self._weight_q(weight, observing))
+        if observing:
+            self.observe("out", y)
+        y = self._quantize_out(y)
+        return y if bias is None else y + bias
+
+    def _weight_q(self, weight: Tensor, observing: bool) -> Tensor:
+        """Quantized weight; cached in eval, where neither weight nor range changes."""
+        cacheable = not (observing or torch.is_grad_enabled() or torch.compiler.is_compiling())
+        key = (weight.data_ptr(), weight._version, self.w_range._version, weight.dtype) if cacheable else None
+        if key is not None and self._w_cache is not None and self._w_cache[0] == key:
+            return self._w_cache[1]
+        wq = quant.ste(weight, quant.quantize(weight, self.range("w"), self.levels, self.lut_min))
+        self._w_cache = (key, wq) if key is not None else None
+        return wq
+
+
+class OTMatmul(_OTSite):
+    """Optical matmul: ``Q_out(Q_a(a) · LUT(Q_b(b)))`` (b is Kᵀ or V)."""
+
+    kind, op = "attn", "matmul"
+
+    def __init__(self, params: OpticalTransformerParams, name: str, site_id: int, a_init=None):
+        super().__init__(params, name, site_id)
+        self.add_range("a", a_init)
+        self.add_range("b")
+        self.add_range("out")
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        observing = self._prepare()
+        if observing:
+            self.observe("a", a)
+            self.observe("b", b)
+        aq = quant.ste(a, quant.quantize(a, self.range("a"), self.levels))
+        bq = quant.ste(b, quant.quantize(b, self.range("b"), self.levels, self.lut_min))
+        y = torch.matmul(aq, bq)
+        if observing:
+            self.observe("out", y)
+        return self._quantize_out(y)
+
+
+class OTAttention(torch.nn.Module):
+    """Scaled-dot-product attention with both matmuls optical:
+    ``Q·Kᵀ`` (optical) -> scale -> mask -> softmax -> dropout (training) -> ``P·V`` (optical)."""
+
+    kind, op = "attn", "attention"
+
+    def __init__(self, params: OpticalTransformerParams, name: str, site_id: int):
+        super().__init__()
+        self.site_name = name
+        self.qk = OTMatmul(params, f"{name}.qk", site_id)
+        self.pv = OTMatmul(params, f"{name}.pv", site_id + 1, a_init=(0.0, 1.0))
+
+    def forward(self, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
+        scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+        if enable_gqa and key.shape[-3] != query.shape[-3]:
+            repeat = query.shape[-3] // key.shape[-3]
+            key = key.repeat_interleave(repeat, dim=-3)
+            value = value.repeat_interleave(repeat, dim=-3)
+        scores = self.qk(query, key.transpose(-2, -1)) * scale
+        if is_causal:
+            causal = torch.ones(scores.shape[-2:], dtype=torch.bool, device=scores.device).tril()
+            scores = scores.masked_fill(~causal, float("-inf"))
+        if attn_mask is not None:
+            if attn_mask.dtype == torch.bool:
+                scores = scores.masked_fill(~attn_mask, float("-inf"))
+            else:
+                scores = scores + attn_mask
+        probs = torch.softmax(scores.float(), dim=-1).to(query.dtype)
+        if self.training and dropout_p > 0:
+            probs = F.dropout(probs, dropout_p)
+        return self.pv(probs, value)
+
+
+@register_site(TECHNOLOGY, "linear")
+def make_linear(params: OpticalTransformerParams, name: str, site_id: int, match=None) -> OTLinear:
+    return OTLinear(params, name, site_id)
+
+
+@register_site(TECHNOLOGY, "matmul")
+def make_matmul(params: OpticalTransformerParams, name: str, site_id: int, match=None) -> OTMatmul:
+    a_init = (0.0, 1.0) if match is not None and match.role == "pv" else None
+    return OTMatmul(params, name, site_id, a_init=a_init)
+
+
+@register_site(TECHNOLOGY, "attention")
+def make_attention(params: OpticalTransformerParams, name: str, site_id: int, match=None) -> OTAttention:
+    return OTAttention(params, name, site_id)

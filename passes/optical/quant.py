@@ -1,0 +1,152 @@
+"""Numerics of the Optical Transformer op (Anderson et al., arXiv 2302.10360), as mase-triton
+defines it, in plain torch so that it runs on any device and Inductor can fuse it.
+
+Every function takes its range as 0-d/1-d tensors that live on the data's device, so a
+calibrated forward needs no host synchronisation. Arithmetic is done in float32 whatever the
+input dtype; results are cast back.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+EPS = 1e-8  # mase-triton's guard against a zero-width range
+_MASK32 = 0xFFFFFFFF
+
+
+def to_grid(x: Tensor, lo: Tensor, hi: Tensor, levels: int) -> Tensor:
+    """Clamp `x` to [lo, hi] and scale it to [0, levels-1] (float32, not rounded)."""
+    x = x.float()
+    x = torch.minimum(torch.maximum(x, lo), hi)
+    return (x - lo) / (hi - lo + EPS) * (levels - 1)
+
+
+def from_grid(k: Tensor, lo: Tensor, hi: Tensor, levels: int) -> Tensor:
+    """Map grid indices `k` back to values in [lo, hi]."""
+    return k / (levels - 1) * (hi - lo) + lo
+
+
+def lut_floor(x: Tensor, lo: Tensor, hi: Tensor, lut_min: float) -> Tensor:
+    """A non-zero value under ``lut_min*hi`` (positive) or ``lut_min*|lo|`` (negative) in
+    magnitude becomes that floor, with its sign."""
+    pos = lut_min * hi
+    neg = -lut_min * lo.abs()
+    x = torch.where((x > 0) & (x < pos), pos, x)
+    return torch.where((x < 0) & (x > neg), neg, x)
+
+
+def quantize(x: Tensor, rng: Tensor, levels: int, lut_min: float | None = None) -> Tensor:
+    """Deterministic quantization of `x` to `levels` levels over ``rng = [min, max]``.
+
+    Steps 1-2 of the op: clamp, scale to ``levels-1`` steps, round half to even, rescale,
+    then the optional LUT floor. Returns float32.
+    """
+    lo, hi = rng[0], rng[1]
+    q = from_grid(torch.round(to_grid(x, lo, hi, levels)), lo, hi, levels)
+    if lut_min is not None:
+        q = lut_floor(q, lo, hi, lut_min)
+    return q
+
+
+def dither_quantize(x: Tensor, rng: Tensor, levels: int, noise: Tensor | None) -> Tensor:
+    """Output quantization with stochastic rounding: ``round(grid(x) + u - 0.5)`` with `noise`
+    = u ~ U[0, 1) drawn per element; plain rounding when `noise` is None. Returns float32."""
+    lo, hi = rng[0], rng[1]
+    k = to_grid(x, lo, hi, levels)
+    if noise is not None:
+        k = k + (noise - 0.5)
+    return from_grid(torch.round(k), lo, hi, levels)
+
+
+# ---------------------------------------------------------------------------------------------
+# Counter-based dither: a stateless hash of (key, element index), so the global torch RNG is
+# never touched, the stream is identical on every device, and it compiles into the consumer.
+
+
+def _mulmod32(x: Tensor, c: int) -> Tensor:
+    """(x * c) mod 2**32 for int64 `x` in [0, 2**32), exact without int64 overflow."""
+    c_hi, c_lo = c >> 16, c & 0xFFFF
+    return (x * c_lo + ((x * c_hi) & 0xFFFF) * 65536) & _MASK32
+
+
+def mix32(x: Tensor) -> Tensor:
+    """The 'lowbias32' integer hash (C. Wellons) on uint32 values held in int64."""
+    x = x ^ (x >> 16)
+    x = _mulmod32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mulmod32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def stream_key(seed: Tensor, site_id: int, counter: Tensor) -> Tensor:
+    """A 32-bit key for one call of one site, from the config seed, the site and its call count."""
+    k = mix32((seed.long() & _MASK32) ^ (site_id * 0x9E3779B9 & _MASK32))
+    return mix32(k ^ (counter.long() & _MASK32))
+
+
+def uniform_noise(shape: torch.Size, key: Tensor, device: torch.device) -> Tensor:
+    """U[0, 1) float32 noise of `shape`, one independent draw per element, from `key`."""
+    numel = 1
+    for s in shape:
+        numel *= s
+    idx = torch.arange(numel, device=device, dtype=torch.int64).view(shape)
+    h = mix32((idx + _mulmod32(key, 0x9E3779B9)) & _MASK32)
+    h = mix32(h ^ key)
+    return (h >> 8).float() * (1.0 / (1 << 24))
+
+
+# ---------------------------------------------------------------------------------------------
+# Range statistics
+
+
+def batch_range(x: Tensor, quantiles: tuple[float, float] | None) -> Tensor:
+    """[lo, hi] of `x` (float32, on x's device): min/max, or the two quantiles.
+
+    Quantiles use ``torch.kthvalue`` with linear interpolation (torch.quantile's rule), which
+    works on tensors of any size (torch.quantile refuses more than 16M elements).
+    """
+    flat = x.detach().reshape(-1).float()
+    if quantiles is None:
+        return torch.stack([flat.min(), flat.max()])
+    return torch.stack([_quantile(flat, q) for q in quantiles])
+
+
+def _quantile(flat: Tensor, q: float) -> Tensor:
+    n = flat.numel()
+    pos = q * (n - 1)
+    below = int(pos)
+    frac = pos - below
+    v_lo = torch.kthvalue(flat, below + 1).values
+    if frac == 0.0 or below + 1 >= n:
+        return v_lo
+    v_hi = torch.kthvalue(flat, below + 2).values
+    return v_lo + (v_hi - v_lo) * frac
+
+
+def ema_update(rng: Tensor, observed: Tensor, new: Tensor, smooth: float) -> None:
+    """In place: ``rng = smooth*rng + (1-smooth)*new``, or ``rng = new`` on the first
+    observation (``observed`` False); then mark observed. No host synchronisation."""
+    blended = smooth * rng + (1.0 - smooth) * new
+    rng.copy_(torch.where(observed, blended, new))
+    observed.fill_(True)
+
+
+class STE(torch.autograd.Function):
+    """Forward returns the quantized value exactly; backward passes the gradient straight
+    through to the unquantized input (the reference's straight-through estimator)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, q: Tensor) -> Tensor:
+        return q.to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return grad, None
+
+
+def ste(x: Tensor, q: Tensor) -> Tensor:
+    """`q` in the forward, identity gradient to `x` in the backward."""
+    if not torch.is_grad_enabled() or not x.requires_grad:
+        return q.to(x.dtype)
+    return STE.apply(x, q.detach())

@@ -1,0 +1,103 @@
+"""State shared by every optical site module: range statistics, their mode, and the dither stream.
+
+A site module is what the rewrite pass inserts in place of a matched op. Its state lives in
+registered buffers (so it moves with ``.to()``, is saved in ``state_dict`` and survives
+``torch.compile``); no statistic is kept in a closure or a global.
+
+Statistics modes (``stats_mode``):
+    ``auto``    update in training mode, never in eval mode (the default);
+    ``observe`` always update (used by ``calibrate``);
+    ``frozen``  never update (after ``calibrate``, unless asked otherwise).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from . import quant
+
+STATS_MODES = ("auto", "observe", "frozen")
+
+
+class SiteBase(nn.Module):
+    """Base of optical site modules: named [min, max] range buffers and a call counter."""
+
+    kind: str = ""
+    op: str = ""
+    technology: str = ""
+
+    def __init__(self, name: str, site_id: int, seed: int, smooth: float, quantiles):
+        super().__init__()
+        self.site_name = name
+        self.site_id = site_id
+        self.smooth = smooth
+        self.quantiles = tuple(quantiles) if quantiles is not None else None
+        self.stats_mode = "auto"
+        self.range_names: list[str] = []
+        self._ready: bool | None = None
+        self.register_buffer("seed", torch.tensor(seed, dtype=torch.int64))
+        self.register_buffer("counter", torch.tensor(0, dtype=torch.int64))
+        self.register_load_state_dict_post_hook(lambda module, _keys: module._forget_ready())
+
+    def add_range(self, name: str, init: tuple[float, float] | None = None) -> None:
+        """Register buffers ``<name>_range`` (2,) and ``<name>_observed``; NaN until observed."""
+        value = torch.tensor(init if init is not None else (float("nan"),) * 2, dtype=torch.float32)
+        self.register_buffer(f"{name}_range", value)
+        self.register_buffer(f"{name}_observed", torch.tensor(init is not None))
+        self.range_names.append(name)
+
+    def range(self, name: str) -> Tensor:
+        return getattr(self, f"{name}_range")
+
+    def observing(self) -> bool:
+        """Whether this call updates the statistics."""
+        return self.stats_mode == "observe" or (self.stats_mode == "auto" and self.training)
+
+    def observe(self, name: str, x: Tensor) -> None:
+        """Blend the range of `x` into ``<name>_range`` (EMA; the first observation initialises)."""
+        with torch.no_grad():
+            new = quant.batch_range(x, self.quantiles)
+            quant.ema_update(self.range(name), getattr(self, f"{name}_observed"), new, self.smooth)
+        self._ready = None
+
+    def check_ready(self) -> None:
+        """Raise if a range was never observed (checked once, then cached on the host)."""
+        if self._ready:
+            return
+        missing = [n for n in self.range_names if not bool(getattr(self, f"{n}_observed"))]
+        if missing:
+            raise RuntimeError(
+                f"optical site {self.site_name!r} has no statistics for {', '.join(missing)}: "
+                "run optopass.calibrate(model, batches) or a training step before evaluating"
+            )
+        self._ready = True
+
+    def _forget_ready(self) -> None:
+        self._ready = None
+
+    def next_noise(self, shape: torch.Size, device: torch.device) -> Tensor:
+        """Per-element U[0,1) dither for this call; advances the site's counter."""
+        key = quant.stream_key(self.seed, self.site_id, self.counter)
+        with torch.no_grad():
+            self.counter.add_(1)
+        return quant.uniform_noise(shape, key, device)
+
+    def set_stats_mode(self, mode: str) -> None:
+        if mode not in STATS_MODES:
+            raise ValueError(f"stats_mode must be one of {STATS_MODES}, got {mode!r}")
+        self.stats_mode = mode
+
+    def stats(self) -> dict[str, list[float]]:
+        """The current ranges as plain lists (NaN where never observed)."""
+        return {name: self.range(name).tolist() for name in self.range_names}
+
+    def extra_repr(self) -> str:
+        return f"site={self.site_name!r}, stats_mode={self.stats_mode}"
+
+
+def optical_sites(module: nn.Module):
+    """Yield (qualified name, site) for every optical site module under `module`."""
+    for name, sub in module.named_modules():
+        if isinstance(sub, SiteBase) or hasattr(sub, "stats_mode") and hasattr(sub, "site_name"):
+            yield name, sub

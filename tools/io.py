@@ -1,0 +1,120 @@
+"""Save and load transformed models.
+
+A saved directory holds::
+
+    base/                     the HF model with the transformed model's current weights
+                              (save_pretrained), and its tokenizer when given
+    optical_config.yaml       the optical config
+    optical_state.safetensors every optical site's buffers (ranges, seeds, counters)
+    optopass.json             format version, model class, each site's statistics mode
+
+Writes go to a temporary folder beside `directory`, renamed into place when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+
+from ..passes.optical.rewrite import SITES_PREFIX
+from ..passes.optical.sites import optical_sites
+from .errors import ModelLoadError
+
+FORMAT_VERSION = 1
+_INTERNAL_PREFIXES = (f"{SITES_PREFIX}.", "mode_aware.")
+
+
+def _base_state(gm: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in gm.state_dict().items() if not k.startswith(_INTERNAL_PREFIXES)}
+
+
+def _optical_state(gm: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in gm.state_dict().items() if k.startswith(f"{SITES_PREFIX}.")}
+
+
+def save(gm: torch.nn.Module, directory: str | Path, tokenizer: Any = None) -> Path:
+    """Save a transformed (calibrated or fine-tuned) model to `directory`.
+
+    Args:
+        gm: a module returned by ``apply_optical_pass`` (or ``load``) of an HF model.
+        directory: output folder; replaced if it exists.
+        tokenizer: optional tokenizer saved beside the base model.
+
+    Returns:
+        The directory path.
+    """
+    info = getattr(gm, "capture_info", None)
+    if info is None or info.hf_model is None:
+        raise ValueError("save: only transforms of Hugging Face models can be saved")
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        info.hf_model.save_pretrained(tmp / "base", state_dict=_base_state(gm))
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp / "base")
+        (tmp / "optical_config.yaml").write_text(yaml.safe_dump(gm.optical_config.to_dict(), sort_keys=False))
+        save_file(_optical_state(gm), str(tmp / "optical_state.safetensors"))
+        meta = {
+            "format": FORMAT_VERSION,
+            "model_class": info.model_class,
+            "stats_modes": {name: site.stats_mode for name, site in optical_sites(gm)},
+        }
+        (tmp / "optopass.json").write_text(json.dumps(meta, indent=2))
+        if directory.exists():
+            shutil.rmtree(directory)
+        tmp.rename(directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def is_saved_transform(directory: str | Path) -> bool:
+    """Whether `directory` was written by ``save``."""
+    return (Path(directory) / "optopass.json").is_file()
+
+
+def load(directory: str | Path, device: str | torch.device | None = None):
+    """Load a model written by ``save``: the base model, transformed again with the saved
+    config, with the saved optical state. Returned in eval mode.
+
+    Raises:
+        ModelLoadError: the directory is missing or not written by ``save``.
+    """
+    import transformers
+
+    from ..passes.apply import apply_optical_pass
+    from .config import load_config
+
+    directory = Path(directory)
+    if not is_saved_transform(directory):
+        raise ModelLoadError(f"{directory}: not a folder written by optopass.save (no optopass.json)")
+    meta = json.loads((directory / "optopass.json").read_text())
+    if meta.get("format") != FORMAT_VERSION:
+        raise ModelLoadError(f"{directory}: unsupported optopass format {meta.get('format')!r}; expected {FORMAT_VERSION}")
+    model_cls = getattr(transformers, meta["model_class"], None) or transformers.AutoModelForSequenceClassification
+    model = model_cls.from_pretrained(directory / "base")
+    if device is not None:
+        model.to(device)
+    model.eval()
+    config = load_config(directory / "optical_config.yaml")
+    gm = apply_optical_pass(model, config)
+    state = load_file(str(directory / "optical_state.safetensors"), device=str(next(gm.parameters()).device))
+    missing, unexpected = [], []
+    own = {k for k in gm.state_dict() if k.startswith(f"{SITES_PREFIX}.")}
+    missing = sorted(own - set(state))
+    unexpected = sorted(set(state) - own)
+    if missing or unexpected:
+        raise ModelLoadError(f"{directory}: optical state does not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    gm.load_state_dict(state, strict=False)
+    for name, site in optical_sites(gm):
+        site.set_stats_mode(meta["stats_modes"].get(name, "auto"))
+    return gm.eval()
