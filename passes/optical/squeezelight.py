@@ -41,20 +41,24 @@ What ``SqueezeLightLinearSite.forward(x, W, b)`` computes:
 4. Electrical read-out, summing the Q column blocks of each output::
 
        y[p k + i] = s_w * dx / (gamma * g) * sum_q D[p, q, i]  +  lo * sum_j W_hat[p k + i, j]  +  b
-       g          = (T(phi0 + Phi) - T(phi0)) / Phi    # chord slope of T over the operating range
+       g          = T'(phi0)                           # slope of T at the bias point
 
    cropped to ``out`` outputs. If T were linear with slope g this is exactly
    ``W_hat @ (lo + dx * u) + b``, i.e. ``W_hat @ x + b`` up to input quantization: the decode
    constant only undoes the linear part of the ring's response, and every deviation of T from
-   its chord (the curvature that makes SqueezeLight nonlinear) stays in the output. The
+   its tangent (the curvature that makes SqueezeLight nonlinear) stays in the output. The
    zero-point term ``lo * rowsum(W_hat)`` is a per-output constant computed in electronics from
    the programmed weights, as in integer quantization with an asymmetric input range; it does
    not depend on x.
 
-Defaults: ``phi0 = 0`` (on resonance, like torchonn's untrained MORR bias) and
-``Phi = 2 * phi_star`` where ``phi_star`` is the detuning of maximum slope (the inflection of the
-Lorentzian dip, :func:`morr_max_slope_phase`), so the operating range [0, 2 phi_star] is centred
-on the inflection. The range must stay within [0, pi], where T is monotone.
+Defaults: ``phi0 = phi_star``, the detuning of maximum slope (the inflection of the Lorentzian
+dip, :func:`morr_max_slope_phase`, 0.150 rad for the default ring), where the linearisation is
+best (zero curvature); and ``Phi = FWHM`` of the dip (:func:`morr_fwhm`, 0.523 rad), i.e. a
+full-scale operand sum sweeps a ring by one linewidth, close to the 0..2.4 half-widths window over
+which torchonn linearises its MORRs. [phi0, phi0 + Phi] must lie in (0, pi], where T rises
+monotonically. Sums beyond the linear part of the window are compressed by the ring: that is
+SqueezeLight's nonlinearity and it is kept. (Biasing on resonance, phi0 = 0, is not allowed: the
+slope there is 0, so the ring has no linear response to decode.)
 
 Gradients: the circulant projection, the rail split, the input normalisation and the MORR
 transmission are differentiated exactly by autograd (the true MORR gradient, not an STE); only
@@ -81,8 +85,9 @@ __all__ = [
     "SqueezeLightLinearSite",
     "SqueezeLightParams",
     "expand_block_circulant",
-    "morr_chord_slope",
+    "morr_fwhm",
     "morr_max_slope_phase",
+    "morr_slope",
     "morr_transmission",
     "project_block_circulant",
 ]
@@ -131,11 +136,17 @@ def morr_max_slope_phase(a: float = MORR_A, r: float = MORR_R) -> float:
     return math.acos(min(1.0, c))
 
 
-def morr_chord_slope(phase_bias: float, phase_span: float, a: float = MORR_A, r: float = MORR_R) -> float:
-    """``(T(phase_bias + phase_span) - T(phase_bias)) / phase_span``: the linearised ring gain."""
-    ends = torch.tensor([phase_bias, phase_bias + phase_span], dtype=torch.float64)
-    t = morr_transmission(ends, a, r)
-    return float((t[1] - t[0]) / phase_span)
+def morr_slope(phi: float, a: float = MORR_A, r: float = MORR_R) -> float:
+    """``T'(phi) = K B sin(phi) / (A - B cos(phi))^2`` with ``K = (1 - a^2)(1 - r^2)``."""
+    big_a, big_b = 1.0 + (a * r) ** 2, 2.0 * a * r
+    k = (1.0 - a * a) * (1.0 - r * r)
+    return k * big_b * math.sin(phi) / (big_a - big_b * math.cos(phi)) ** 2
+
+
+def morr_fwhm(a: float = MORR_A, r: float = MORR_R) -> float:
+    """Full width (rad) of the resonance dip at half its depth: ``A - B cos(phi) = 2 (A - B)``."""
+    big_a, big_b = 1.0 + (a * r) ** 2, 2.0 * a * r
+    return 2.0 * math.acos(max(-1.0, (2.0 * big_b - big_a) / big_b))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,9 +250,10 @@ class SqueezeLightParams:
         in_bits: bits of the non-negative input operands, 1..16.
         morr_a: ring round-trip amplitude a, in (0, 1) (torchonn MORRConfig_20um_MQ).
         morr_r: ring self-coupling r, in (0, 1) (torchonn MORRConfig_20um_MQ).
-        phase_bias: detuning phi0 (rad) of a ring with all-zero operands, in [0, pi).
-        phase_span: phase Phi (rad) added by a full-scale operand sum; null means twice the
-            maximum-slope detuning, so [phi0, phi0 + Phi] must lie in [0, pi].
+        phase_bias: detuning phi0 (rad) of a ring with all-zero operands, in (0, pi); null means
+            the maximum-slope detuning of the ring.
+        phase_span: phase Phi (rad) added by a full-scale operand sum; null means the FWHM of
+            the dip. phi0 + Phi must not exceed pi.
         smooth_factor: EMA factor of the input range, ``range = s * range + (1 - s) * batch``,
             in [0, 1].
     """
@@ -251,7 +263,7 @@ class SqueezeLightParams:
     in_bits: int = 8
     morr_a: float = MORR_A
     morr_r: float = MORR_R
-    phase_bias: float = 0.0
+    phase_bias: float | None = None
     phase_span: float | None = None
     smooth_factor: float = 0.9
 
@@ -266,22 +278,35 @@ class SqueezeLightParams:
             value = getattr(self, name)
             if not _is_number(value) or not 0.0 < value < 1.0:
                 raise ConfigError(f"{name}: must be a number in (0, 1), got {value!r}")
-        if not _is_number(self.phase_bias) or not 0.0 <= self.phase_bias < math.pi:
-            raise ConfigError(f"phase_bias: must be a number in [0, pi), got {self.phase_bias!r}")
-        span = self.resolved_phase_span if _is_number(self.phase_span) or self.phase_span is None else None
-        if span is None or not 0.0 < span <= math.pi - self.phase_bias:
+        if self.phase_bias is not None and not (_is_number(self.phase_bias) and 0.0 < self.phase_bias < math.pi):
+            raise ConfigError(f"phase_bias: must be null or a number in (0, pi), got {self.phase_bias!r}")
+        if self.phase_span is not None and not (
+            _is_number(self.phase_span) and 0.0 < self.phase_span <= math.pi - self.resolved_phase_bias
+        ):
             raise ConfigError(
-                f"phase_span: must be null or a number in (0, pi - phase_bias], got {self.phase_span!r}"
-                + ("" if self.phase_span is not None else f" (resolved to {span!r})")
+                f"phase_span: must be null or a number in (0, pi - phase_bias] "
+                f"(phase_bias = {self.resolved_phase_bias:.4g}), got {self.phase_span!r}"
+            )
+        if self.resolved_phase_bias + self.resolved_phase_span > math.pi:
+            raise ConfigError(
+                f"phase_span: the default (FWHM {self.resolved_phase_span:.4g}) plus phase_bias "
+                f"{self.resolved_phase_bias:.4g} exceeds pi; set phase_span explicitly"
             )
         if not _is_number(self.smooth_factor) or not 0.0 <= self.smooth_factor <= 1.0:
             raise ConfigError(f"smooth_factor: must be a number in [0, 1], got {self.smooth_factor!r}")
 
     @property
+    def resolved_phase_bias(self) -> float:
+        """``phase_bias``, or the ring's maximum-slope detuning when it is None."""
+        if self.phase_bias is None:
+            return morr_max_slope_phase(self.morr_a, self.morr_r)
+        return float(self.phase_bias)
+
+    @property
     def resolved_phase_span(self) -> float:
-        """``phase_span``, or twice the ring's maximum-slope detuning when it is None."""
+        """``phase_span``, or the FWHM of the ring's dip when it is None."""
         if self.phase_span is None:
-            return 2.0 * morr_max_slope_phase(self.morr_a, self.morr_r)
+            return morr_fwhm(self.morr_a, self.morr_r)
         return float(self.phase_span)
 
 
@@ -323,9 +348,10 @@ class SqueezeLightLinearSite(nn.Module):
         self.range_names = ["x"]
         self.register_buffer("x_range", torch.full((2,), float("nan")))
         k = params.miniblock
+        self.phase_bias = params.resolved_phase_bias
         self.phase_span = params.resolved_phase_span
         self.phase_per_unit = self.phase_span / k
-        self.ring_gain = morr_chord_slope(params.phase_bias, self.phase_span, params.morr_a, params.morr_r)
+        self.ring_gain = morr_slope(self.phase_bias, params.morr_a, params.morr_r)
         self._ready: bool | None = None
         self._cache: tuple | None = None
         self.register_load_state_dict_post_hook(lambda module, _keys: module._forget_ready())
@@ -388,7 +414,7 @@ class SqueezeLightLinearSite(nn.Module):
 
     def extra_repr(self) -> str:
         p = self.params
-        phase = f"[{p.phase_bias:.4g}, {p.phase_bias + self.phase_span:.4g}] rad"
+        phase = f"[{self.phase_bias:.4g}, {self.phase_bias + self.phase_span:.4g}] rad"
         return (
             f"site={self.site_name!r}, in_features={self.in_features}, out_features={self.out_features}, "
             f"miniblock={p.miniblock}, w_bits={p.w_bits}, in_bits={p.in_bits}, "
@@ -473,7 +499,7 @@ class SqueezeLightLinearSite(nn.Module):
     def _rings(self, u: Tensor, rails: Tensor) -> Tensor:
         """(Q, n, k) operands -> (n, P k) summed differential transmissions."""
         p = self.params
-        phase = p.phase_bias + self.phase_per_unit * torch.bmm(u, rails)  # (Q, n, 2 P k)
+        phase = self.phase_bias + self.phase_per_unit * torch.bmm(u, rails)  # (Q, n, 2 P k)
         t = morr_transmission(phase, p.morr_a, p.morr_r)
         half = rails.shape[-1] // 2
         return (t[..., :half] - t[..., half:]).sum(dim=0)

@@ -1,0 +1,292 @@
+"""Numerics of the SqueezeLight technology: MORR curve, circulant projection, the linear site."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from optopass.passes.optical.squeezelight import (
+    MORR_A,
+    MORR_R,
+    SqueezeLightLinearSite,
+    SqueezeLightParams,
+    expand_block_circulant,
+    morr_fwhm,
+    morr_max_slope_phase,
+    morr_slope,
+    morr_transmission,
+    project_block_circulant,
+)
+from optopass.tools.errors import ConfigError
+
+
+def paper_transmission(phi: float, a: float, r: float) -> float:
+    """All-pass ring, written independently: |(r - a e^{i phi}) / (1 - r a e^{i phi})|^2."""
+    e = complex(math.cos(phi), math.sin(phi))
+    return abs((r - a * e) / (1 - r * a * e)) ** 2
+
+
+# ------------------------------------------------------------------------------------------------
+# The ring
+
+
+@pytest.mark.parametrize("a, r", [(MORR_A, MORR_R), (0.95, 0.97), (0.9, 0.8)])
+def test_transmission_matches_closed_form(a, r):
+    phases = [-3.0, -1.0, -0.3, -0.05, 0.0, 0.01, 0.1, 0.15, 0.26, 0.5, 1.0, 2.0, math.pi]
+    got = morr_transmission(torch.tensor(phases, dtype=torch.float64), a, r)
+    want = torch.tensor([paper_transmission(p, a, r) for p in phases], dtype=torch.float64)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_transmission_dip_on_resonance_and_symmetric():
+    assert MORR_A < MORR_R  # under-coupled with the default constants
+    phi = torch.linspace(-math.pi, math.pi, 2001, dtype=torch.float64)
+    t = morr_transmission(phi)
+    assert int(t.argmin()) == 1000  # phi = 0
+    assert float(t.min()) == pytest.approx((MORR_R - MORR_A) ** 2 / (1 - MORR_A * MORR_R) ** 2, rel=1e-12)
+    torch.testing.assert_close(t, t.flip(0), rtol=0, atol=1e-14)
+    assert float(t.max()) < 1.0
+
+
+def test_transmission_gradient_is_autograd_derivative():
+    phi = torch.tensor([0.05, 0.2, 1.0], dtype=torch.float64, requires_grad=True)
+    morr_transmission(phi).sum().backward()
+    h = 1e-6
+    numeric = [(paper_transmission(p + h, MORR_A, MORR_R) - paper_transmission(p - h, MORR_A, MORR_R)) / (2 * h) for p in phi.tolist()]
+    torch.testing.assert_close(phi.grad, torch.tensor(numeric, dtype=torch.float64), rtol=1e-6, atol=1e-9)
+
+
+def test_max_slope_phase_is_the_inflection():
+    star = morr_max_slope_phase()
+    phi = torch.linspace(1e-4, math.pi - 1e-4, 200001, dtype=torch.float64, requires_grad=True)
+    (slope,) = torch.autograd.grad(morr_transmission(phi).sum(), phi)
+    assert float(phi.detach()[slope.argmax()]) == pytest.approx(star, abs=1e-4)
+    assert morr_slope(star) == pytest.approx(float(slope.max()), rel=1e-7)
+
+
+@pytest.mark.parametrize("phi", [0.05, 0.15, 0.4, 2.0])
+def test_analytic_slope_matches_autograd(phi):
+    p = torch.tensor(phi, dtype=torch.float64, requires_grad=True)
+    (slope,) = torch.autograd.grad(morr_transmission(p), p)
+    assert morr_slope(phi) == pytest.approx(float(slope), rel=1e-12)
+
+
+def test_fwhm_is_full_width_at_half_depth():
+    t_min = paper_transmission(0.0, MORR_A, MORR_R)
+    half = paper_transmission(morr_fwhm() / 2, MORR_A, MORR_R)
+    assert half == pytest.approx((1.0 + t_min) / 2, rel=1e-12)
+    # torchonn's MORRConfig_20um_MQ: half-width 4 pi^2 R n_eff (1/(lambda - bw/2) - 1/lambda) ~ 0.261 rad
+    assert morr_fwhm() / 2 == pytest.approx(0.2612, abs=2e-3)
+
+
+# ------------------------------------------------------------------------------------------------
+# Block-circulant projection
+
+
+def circulant_basis(rows: int, cols: int, k: int) -> torch.Tensor:
+    """One column per generator entry c[p, q, d]: the padded matrix it contributes, flattened."""
+    basis = []
+    for p in range(rows):
+        for q in range(cols):
+            for d in range(k):
+                m = torch.zeros(rows * k, cols * k, dtype=torch.float64)
+                for i in range(k):
+                    m[p * k + i, q * k + (i - d) % k] = 1.0
+                basis.append(m.reshape(-1))
+    return torch.stack(basis, dim=1)
+
+
+@pytest.mark.parametrize("shape, k", [((8, 12), 4), ((6, 9), 3), ((5, 7), 4), ((3, 2), 2)])
+def test_projection_is_least_squares(shape, k):
+    torch.manual_seed(0)
+    w = torch.randn(*shape, dtype=torch.float64)
+    circ, padded = project_block_circulant(w, k)
+    rows, cols = -(-shape[0] // k), -(-shape[1] // k)
+    assert circ.shape == (rows, cols, k) and padded == (rows * k, cols * k)
+    target = F.pad(w, (0, padded[1] - shape[1], 0, padded[0] - shape[0])).reshape(-1, 1)
+    solution = torch.linalg.lstsq(circulant_basis(rows, cols, k), target).solution
+    torch.testing.assert_close(circ.reshape(-1), solution.reshape(-1), rtol=1e-10, atol=1e-12)
+
+
+def test_block_circulant_matrix_is_unchanged():
+    torch.manual_seed(1)
+    circ = torch.randn(3, 2, 4, dtype=torch.float64)
+    dense = expand_block_circulant(circ, 12, 8)
+    again, _ = project_block_circulant(dense, 4)
+    torch.testing.assert_close(again, circ)
+    torch.testing.assert_close(expand_block_circulant(again, 12, 8), dense)
+    assert dense[1, 0] == circ[0, 0, 1] and dense[0, 1] == circ[0, 0, 3]  # block[i, j] = c[(i - j) mod k]
+
+
+def test_padding_is_zero_and_cropped():
+    w = torch.ones(5, 7, dtype=torch.float64)
+    circ, padded = project_block_circulant(w, 4)
+    assert padded == (8, 8)
+    full = expand_block_circulant(circ, 8, 8)
+    assert full[7, 7] == 0.25  # the bottom-right block holds one real entry of four on its diagonal
+    assert expand_block_circulant(circ, 5, 7).shape == (5, 7)
+
+
+def test_projection_is_differentiable():
+    w = torch.randn(6, 10, requires_grad=True)
+    circ, _ = project_block_circulant(w, 4)
+    circ.sum().backward()
+    assert w.grad is not None and torch.all(w.grad == 0.25)
+
+
+# ------------------------------------------------------------------------------------------------
+# Parameters
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("miniblock", 1),
+        ("miniblock", 2.0),
+        ("w_bits", 0),
+        ("w_bits", 17),
+        ("in_bits", True),
+        ("morr_a", 1.0),
+        ("morr_r", 0.0),
+        ("phase_bias", 0.0),
+        ("phase_bias", "x"),
+        ("phase_span", 0.0),
+        ("phase_span", 3.1),
+        ("smooth_factor", 1.5),
+    ],
+)
+def test_bad_params_raise_config_error(field, value):
+    with pytest.raises(ConfigError, match=rf"^{field}: must be"):
+        SqueezeLightParams(**{field: value})
+
+
+def test_default_params():
+    p = SqueezeLightParams()
+    assert (p.miniblock, p.w_bits, p.in_bits) == (4, 8, 8)
+    assert p.resolved_phase_bias == pytest.approx(morr_max_slope_phase())
+    assert p.resolved_phase_span == pytest.approx(morr_fwhm())
+    with pytest.raises(AttributeError):
+        p.miniblock = 8  # frozen
+
+
+# ------------------------------------------------------------------------------------------------
+# The linear site
+
+
+def make_site(out_f=10, in_f=14, **kw) -> SqueezeLightLinearSite:
+    return SqueezeLightLinearSite(SqueezeLightParams(**kw), "encoder.layer.0.fc", out_f, in_f)
+
+
+@pytest.mark.parametrize("shape", [(3, 14), (2, 5, 14), (14,)])
+def test_site_shapes_and_gradients(shape):
+    torch.manual_seed(0)
+    site = make_site()
+    w = torch.randn(10, 14, requires_grad=True)
+    b = torch.randn(10, requires_grad=True)
+    x = torch.randn(*shape, requires_grad=True)
+    y = site(x, w, b)
+    assert y.shape == (*shape[:-1], 10) and y.dtype == x.dtype
+    y.square().sum().backward()
+    for t in (w, b, x):
+        assert t.grad is not None and torch.isfinite(t.grad).all() and t.grad.abs().sum() > 0
+
+
+def test_site_is_linear_for_a_small_phase_span():
+    """Around the inflection with a tiny span the ring is linear: the site is linear(x, W_circ, b)."""
+    torch.manual_seed(0)
+    star = morr_max_slope_phase()
+    site = make_site(12, 16, w_bits=16, in_bits=16, phase_bias=star, phase_span=1e-3)
+    circ = torch.randn(3, 4, 4, dtype=torch.float64)
+    w = expand_block_circulant(circ, 12, 16)
+    b = torch.randn(12, dtype=torch.float64)
+    x = torch.randn(4, 7, 16, dtype=torch.float64)
+    y = site(x, w, b)
+    want = F.linear(x, w, b)
+    assert (y - want).norm() / want.norm() < 1e-3
+
+
+def test_default_site_approximates_the_projected_linear():
+    torch.manual_seed(0)
+    site = make_site(32, 64)
+    w = torch.randn(32, 64) / 8
+    x = torch.randn(16, 64)
+    y = site(x, w, None)
+    circ, _ = project_block_circulant(w, 4)
+    want = F.linear(x, expand_block_circulant(circ, 32, 64))
+    rel = float((y - want).norm() / want.norm())
+    assert 0.02 < rel < 0.8  # the ring's curvature shows, but the scale is right
+
+
+def test_weight_projection_gradient_flows_to_dense_weight():
+    site = make_site(8, 8)
+    w = torch.randn(8, 8, requires_grad=True)
+    site(torch.randn(5, 8), w, None).sum().backward()
+    assert w.grad.abs().sum() > 0
+
+
+def test_chunked_forward_matches_and_backprops():
+    torch.manual_seed(0)
+    site = make_site(8, 12)
+    w = torch.randn(8, 12, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(40, 12, dtype=torch.float64)
+    site.train()
+    site(x, w, None)
+    site.stats_mode = "frozen"
+    full = site(x, w, None)
+    (g_full,) = torch.autograd.grad(full.sum(), w)
+    site.chunk_elements = 1  # one token per chunk, with activation checkpointing
+    part = site(x, w, None)
+    (g_part,) = torch.autograd.grad(part.sum(), w)
+    torch.testing.assert_close(part, full)
+    torch.testing.assert_close(g_part, g_full)
+
+
+def test_stats_modes_and_eval_without_range():
+    site = make_site()
+    w, x = torch.randn(10, 14), torch.randn(4, 14)
+    assert torch.isnan(site.x_range).all() and site.stats_mode == "auto"
+    site.eval()
+    with pytest.raises(RuntimeError, match="no input range"):
+        site(x, w, None)
+    site.train()
+    site(x, w, None)
+    torch.testing.assert_close(site.x_range, torch.stack([x.min(), x.max()]))
+    first = site.x_range.clone()
+    site(3 * x, w, None)  # EMA with smooth_factor 0.9
+    torch.testing.assert_close(site.x_range, 0.9 * first + 0.1 * torch.stack([3 * x.min(), 3 * x.max()]))
+    site.eval()
+    before = site.x_range.clone()
+    site(10 * x, w, None)
+    torch.testing.assert_close(site.x_range, before)
+    site.stats_mode = "observe"
+    site(10 * x, w, None)
+    assert not torch.equal(site.x_range, before)
+    site.stats_mode = "frozen"
+    site.train()
+    frozen = site.x_range.clone()
+    site(100 * x, w, None)
+    torch.testing.assert_close(site.x_range, frozen)
+    assert site.stats() == {"x": frozen.tolist()}
+    with pytest.raises(ValueError, match="stats_mode"):
+        site.stats_mode = "sometimes"
+    assert "x_range" in site.state_dict()
+    assert "miniblock=4" in repr(site) and "encoder.layer.0.fc" in repr(site)
+
+
+def test_eval_cache_follows_weight_updates():
+    site = make_site()
+    w, x = torch.randn(10, 14), torch.randn(4, 14)
+    site.train()
+    site(x, w, None)
+    site.eval()
+    with torch.no_grad():
+        first = site(x, w, None)
+        assert site._cache is not None
+        w.mul_(2)  # bumps weight._version
+        second = site(x, w, None)
+    assert not torch.allclose(first, second)
+    site.train()
+    assert site._cache is None
