@@ -144,13 +144,14 @@ def read_glue_tsv(path: Path, task: GlueTask) -> dict[str, list]:
     width = len(header) if header is not None else layout.num_columns
     text_at = [_position(path, header, width, ref) for ref in layout.text_columns]
     label_at = _position(path, header, width, layout.label_column)
-    label_column = header[label_at] if header is not None else f"column {label_at + 1}"
+    label_column = f"column {header[label_at]!r}" if header else f"column {label_at + 1}"
 
     columns: dict[str, list] = {name: [] for name in task.text_columns}
     labels: list = []
     for line, row in rows:
         if len(row) != width:
-            raise DataError(f"{path}:{line}: expected {width} tab-separated columns, found {len(row)}")
+            found = len(row)
+            raise DataError(f"{path}:{line}: expected {width} tab-separated columns, found {found}")
         for name, at in zip(task.text_columns, text_at):
             columns[name].append(row[at])
         labels.append(_parse_label(task, row[label_at], path, line, label_column))
@@ -166,14 +167,34 @@ _Row = tuple[int, list[str]]
 
 def _read_rows(path: Path, quoting: int) -> Iterator[_Row]:
     """Yields ``(1-based line number, fields)`` for every non-blank line of ``path``."""
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle, delimiter="\t", quoting=quoting, strict=True)
-        try:
-            for row in reader:
-                if row:  # a blank line (csv gives []) is skipped, as csv.DictReader does
-                    yield reader.line_num, row
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise DataError(f"{path}:{reader.line_num + 1}: cannot parse: {exc}") from exc
+    reader = csv.reader(_text_lines(path), delimiter="\t", quoting=quoting, strict=True)
+    try:
+        for row in reader:
+            if row:  # a blank line (csv gives []) is skipped, as csv.DictReader does
+                yield reader.line_num, row
+    except csv.Error as exc:
+        raise DataError(f"{path}:{reader.line_num}: cannot parse: {exc}") from exc
+
+
+def _text_lines(path: Path) -> Iterator[str]:
+    """Yields the lines of a UTF-8 file (a leading BOM dropped), each checked on its own."""
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            yield _decode_line(path, number, raw)
+
+
+def _decode_line(path: Path, number: int, raw: bytes) -> str:
+    """Decodes one line; refuses bad UTF-8 and a carriage return inside the line."""
+    try:
+        line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}:{number}: not UTF-8 text (byte {exc.start})") from exc
+    if "\r" in line.removesuffix("\n").removesuffix("\r"):
+        raise DataError(
+            f"{path}:{number}: carriage return inside a line; a line ends with \\n or \\r\\n "
+            "and holds no other line break"
+        )
+    return line
 
 
 def _split_header(
