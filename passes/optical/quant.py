@@ -17,14 +17,13 @@ _MASK32 = 0xFFFFFFFF
 
 def to_grid(x: Tensor, lo: Tensor, hi: Tensor, levels: int) -> Tensor:
     """Clamp `x` to [lo, hi] and scale it to [0, levels-1] (float32, not rounded)."""
-    x = x.float()
-    x = torch.minimum(torch.maximum(x, lo), hi)
-    return (x - lo) / (hi - lo + EPS) * (levels - 1)
+    x = torch.clamp(x.float(), lo, hi)
+    return x.sub(lo).div_(hi - lo + EPS).mul_(levels - 1)
 
 
 def from_grid(k: Tensor, lo: Tensor, hi: Tensor, levels: int) -> Tensor:
     """Map grid indices `k` back to values in [lo, hi]."""
-    return k / (levels - 1) * (hi - lo) + lo
+    return k.div(levels - 1).mul_(hi - lo).add_(lo)
 
 
 def lut_floor(x: Tensor, lo: Tensor, hi: Tensor, lut_min: float) -> Tensor:
@@ -86,7 +85,22 @@ def stream_key(seed: Tensor, site_id: int, counter: Tensor) -> Tensor:
 
 
 def uniform_noise(shape: torch.Size, key: Tensor, device: torch.device) -> Tensor:
-    """U[0, 1) float32 noise of `shape`, one independent draw per element, from `key`."""
+    """U[0, 1) float32 noise of `shape`, one independent draw per element, from `key`.
+
+    On the CPU (eager) a private ``torch.Generator`` seeded with the key draws it (reading the
+    key costs no device sync there, and it is ~10x faster than the hash in eager CPU code);
+    elsewhere the counter-based hash below, which needs no host value and fuses under compile.
+    The global torch RNG is never used.
+    """
+    if torch.device(device).type == "cpu" and not torch.compiler.is_compiling():
+        generator = torch.Generator(device="cpu")
+        generator.manual_seed(int(key))
+        return torch.rand(shape, generator=generator)
+    return hash_uniform(shape, key, device)
+
+
+def hash_uniform(shape: torch.Size, key: Tensor, device: torch.device) -> Tensor:
+    """U[0, 1) float32 noise from a stateless hash of (key, element index)."""
     numel = 1
     for s in shape:
         numel *= s
