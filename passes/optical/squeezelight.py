@@ -61,7 +61,8 @@ SqueezeLight's nonlinearity and it is kept. (Biasing on resonance, phi0 = 0, is 
 slope there is 0, so the ring has no linear response to decode.)
 
 Gradients: the circulant projection, the rail split, the input normalisation and the MORR
-transmission are differentiated exactly by autograd (the true MORR gradient, not an STE); only
+transmission are differentiated exactly (autograd, and for the ring array the analytic
+``T'(phi)``: the true MORR gradient, not an STE); only
 the two roundings (``Q_w``, ``Q_in``) use a straight-through estimator (identity gradient), and
 the layer scale ``s_w`` and the range buffers carry no gradient. ``clamp`` passes no gradient to
 inputs outside [lo, hi].
@@ -75,7 +76,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from ...tools.errors import ConfigError
 
@@ -331,7 +331,7 @@ class SqueezeLightLinearSite(nn.Module):
 
     technology = "squeezelight"
     op = "linear"
-    # Ring outputs materialised per chunk of tokens: (2 rails) x P x Q x k x tokens <= this.
+    # Ring phases materialised per chunk of tokens: (2 rails) x P x Q x k x tokens <= this.
     chunk_elements = 1 << 23
 
     def __init__(self, params: SqueezeLightParams, name: str, out_features: int, in_features: int):
@@ -476,30 +476,66 @@ class SqueezeLightLinearSite(nn.Module):
         return rails, w_scale, w_hat.sum(dim=1)
 
     def _ring_readout(self, u: Tensor, rails: Tensor) -> Tensor:
-        """sum_q [T(phi_pos) - T(phi_neg)] for every token: (n, in) -> (n, P k)."""
+        """sum_q [T(phi_pos) - T(phi_neg)] for every token: (n, in) -> (n, P k), in token chunks."""
         cols, k, width = rails.shape
         n = u.shape[0]
         u = F.pad(u, (0, cols * k - self.in_features)).reshape(n, cols, k).transpose(0, 1)  # (Q, n, k)
         chunk = max(1, self.chunk_elements // max(1, cols * width))
-        use_checkpoint = (
-            torch.is_grad_enabled()
-            and (u.requires_grad or rails.requires_grad)
-            and n > chunk
-            and not torch.compiler.is_compiling()
-        )
-        outs = []
-        for start in range(0, n, chunk):
-            part = u[:, start : start + chunk]
-            if use_checkpoint:
-                outs.append(checkpoint(self._rings, part, rails, use_reentrant=False))
-            else:
-                outs.append(self._rings(part, rails))
+        p = self.params
+        ring = _RingConstants(self.phase_bias, self.phase_per_unit, p.morr_a, p.morr_r)
+        outs = [_DifferentialRings.apply(u[:, i : i + chunk], rails, ring) for i in range(0, n, chunk)]
         return torch.cat(outs, dim=0) if len(outs) > 1 else outs[0]
 
-    def _rings(self, u: Tensor, rails: Tensor) -> Tensor:
-        """(Q, n, k) operands -> (n, P k) summed differential transmissions."""
-        p = self.params
-        phase = self.phase_bias + self.phase_per_unit * torch.bmm(u, rails)  # (Q, n, 2 P k)
-        t = morr_transmission(phase, p.morr_a, p.morr_r)
+
+# ---------------------------------------------------------------------------------------------
+# The ring array kernel. T(phi) = 1 - K / (A - B cos phi) (the closed form of morr_transmission,
+# rearranged), so T(phi_pos) - T(phi_neg) = K (1/den_neg - 1/den_pos). Evaluated in place, and
+# differentiated with the analytic T'(phi) = K B sin(phi) / den^2 (the true gradient, recomputed
+# from the saved operands in the backward, so activations of size Q x n x 2Pk are never stored).
+
+
+@dataclass(frozen=True)
+class _RingConstants:
+    phase_bias: float
+    phase_per_unit: float
+    a: float
+    r: float
+
+    @property
+    def abk(self) -> tuple[float, float, float]:
+        """(A, B, K) = (1 + a^2 r^2, 2 a r, (1 - a^2)(1 - r^2))."""
+        a, r = self.a, self.r
+        return 1.0 + (a * r) ** 2, 2.0 * a * r, (1.0 - a * a) * (1.0 - r * r)
+
+
+def _ring_phase(u: Tensor, rails: Tensor, ring: _RingConstants) -> Tensor:
+    """phi = phi0 + gamma * (operand sums): (Q, n, k) x (Q, k, 2Pk) -> (Q, n, 2Pk), a new tensor."""
+    return torch.bmm(u, rails).mul_(ring.phase_per_unit).add_(ring.phase_bias)
+
+
+class _DifferentialRings(torch.autograd.Function):
+    """(Q, n, k) operands, (Q, k, 2Pk) rails -> (n, Pk) = sum_q [T(phi_pos) - T(phi_neg)]."""
+
+    @staticmethod
+    def forward(ctx, u: Tensor, rails: Tensor, ring: _RingConstants) -> Tensor:
+        ctx.save_for_backward(u, rails)
+        ctx.ring = ring
+        big_a, big_b, k = ring.abk
+        inv_den = _ring_phase(u, rails, ring).cos_().mul_(-big_b).add_(big_a).reciprocal_()
         half = rails.shape[-1] // 2
-        return (t[..., :half] - t[..., half:]).sum(dim=0)
+        return (inv_den[..., half:].sum(dim=0) - inv_den[..., :half].sum(dim=0)).mul_(k)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        u, rails = ctx.saved_tensors
+        ring = ctx.ring
+        big_a, big_b, k = ring.abk
+        phase = _ring_phase(u, rails, ring)
+        den = torch.cos(phase).mul_(-big_b).add_(big_a)
+        slope = phase.sin_().mul_(k * big_b * ring.phase_per_unit).div_(den.square_())  # dT/d(sum)
+        half = rails.shape[-1] // 2
+        slope[..., :half].mul_(grad)
+        slope[..., half:].mul_(-grad)
+        grad_u = torch.bmm(slope, rails.transpose(1, 2)) if ctx.needs_input_grad[0] else None
+        grad_rails = torch.bmm(u.transpose(1, 2), slope) if ctx.needs_input_grad[1] else None
+        return grad_u, grad_rails, None
