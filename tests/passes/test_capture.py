@@ -1,0 +1,161 @@
+"""Capture: HF encoders -> OpticalGraphModule (torch.export, dynamic batch/seq, train/eval aware)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+import optopass
+from optopass.passes.optical.rewrite import SITES_PREFIX
+from optopass.tools.errors import CaptureError
+
+SHAPES = [(1, 5), (3, 12), (2, 16), (4, 1)]
+
+
+def _outputs_equal(a, b) -> bool:
+    return torch.equal(a.logits, b.logits)
+
+
+@pytest.mark.parametrize("config", ["default", "bypass"])
+def test_captured_graph_runs_on_dynamic_shapes(tiny, arch_impl, make_inputs, config):
+    model, gm = tiny.capture(*arch_impl, config)
+    if config == "default":
+        optopass.calibrate(gm, [make_inputs(2, 16, seed=100)])
+    for batch, seq in SHAPES:
+        inputs = make_inputs(batch, seq, seed=batch * 31 + seq)
+        with torch.no_grad():
+            logits = gm(**inputs).logits
+        assert logits.shape == (batch, model.config.num_labels)
+        assert torch.isfinite(logits).all()
+
+
+def test_bypass_is_bit_identical_to_the_model_in_eval(tiny, arch_impl, make_inputs):
+    model, gm = tiny.capture(*arch_impl, "bypass")
+    assert not gm.training
+    for batch, seq in SHAPES:
+        for pad in (True, False):
+            inputs = make_inputs(batch, seq, seed=7 * batch + seq, pad=pad)
+            with torch.no_grad():
+                want, got = model(**inputs), gm(**inputs)
+            assert torch.equal(got.logits, want.logits), (batch, seq, pad)
+    # attention_mask and token_type_ids may be omitted, like the HF model's
+    ids = make_inputs(2, 9, seed=3)["input_ids"]
+    with torch.no_grad():
+        assert torch.equal(gm(input_ids=ids).logits, model(input_ids=ids).logits)
+        assert torch.equal(gm(ids).logits, model(ids).logits)
+
+
+def test_output_type_and_loss_match_the_hf_model(tiny, arch_impl, make_inputs):
+    model, gm = tiny.capture(*arch_impl, "bypass")
+    inputs = make_inputs(3, 12, seed=5)
+    labels = torch.tensor([0, 2, 1])
+    with torch.no_grad():
+        want = model(**inputs, labels=labels)
+        got = gm(**inputs, labels=labels)
+        plain = gm(**inputs)
+    assert type(want) is SequenceClassifierOutput
+    assert type(got) is type(want) and type(plain) is type(want)
+    assert plain.loss is None
+    assert got.loss is not None and got.loss.dim() == 0
+    assert torch.equal(got.loss, want.loss)
+    # the loss is the HF rule recomputed independently in float64 on the same logits
+    ref = torch.nn.functional.cross_entropy(want.logits.double(), labels)
+    torch.testing.assert_close(got.loss.double(), ref, rtol=1e-6, atol=1e-7)
+
+
+def test_regression_loss_matches_the_hf_model(make_model, make_inputs):
+    model = make_model("roberta", "sdpa", num_labels=1)
+    gm = optopass.apply_optical_pass(model, {"fc": {"q_bypass": True}, "attn": {"q_bypass": True}})
+    inputs = make_inputs(3, 7, seed=2)
+    labels = torch.tensor([0.5, -1.0, 2.0])
+    with torch.no_grad():
+        want = model(**inputs, labels=labels)
+        got = gm(**inputs, labels=labels)
+    assert type(got) is type(want)
+    torch.testing.assert_close(got.loss, want.loss, rtol=0, atol=0)
+    ref = ((want.logits.double().squeeze(-1) - labels.double()) ** 2).mean()
+    torch.testing.assert_close(got.loss.double(), ref, rtol=1e-6, atol=1e-7)
+
+
+def test_nodes_keep_their_module_path(tiny, arch_impl):
+    model, gm = tiny.capture(*arch_impl, "default")
+    module_paths = {name for name, _ in model.named_modules()}
+    computing = [n for n in gm.graph.nodes if n.op == "call_function" or (n.op == "call_module" and n.target != "_guards_fn")]
+    assert computing
+    missing = [n.name for n in computing if not n.meta.get("nn_module_stack")]
+    assert not missing, f"nodes without nn_module_stack: {missing[:5]}"
+    records = {r.module: r for r in gm.optical_record.sites if r.status == "optical"}
+    sites = [n for n in gm.graph.nodes if n.op == "call_module" and str(n.target).startswith(f"{SITES_PREFIX}.")]
+    assert len(sites) == len(records) > 0
+    for node in sites:
+        innermost_path = list(node.meta["nn_module_stack"].values())[-1][0]
+        assert innermost_path == records[node.target].origin
+        assert innermost_path in module_paths
+
+
+def test_dropout_follows_train_and_eval(tiny, arch_impl, make_inputs):
+    model, gm = tiny.capture(*arch_impl, "bypass")
+    inputs = make_inputs(2, 10, seed=11)
+    with torch.no_grad():
+        gm.train()
+        first, second = gm(**inputs).logits, gm(**inputs).logits
+        assert not torch.equal(first, second)
+        gm.eval()
+        third, fourth = gm(**inputs).logits, gm(**inputs).logits
+    assert torch.equal(third, fourth)
+    assert torch.equal(third, model(**inputs).logits.detach())
+
+
+def test_eval_forward_leaves_the_global_rng_alone(tiny, make_inputs):
+    _, gm = tiny.capture("roberta", "sdpa", "bypass")
+    state = torch.get_rng_state()
+    with torch.no_grad():
+        gm(**make_inputs(2, 6))
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+class DataDependentBranch(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        if x.sum() > 0:
+            return self.fc(x)
+        return x
+
+
+def test_a_model_that_does_not_export_raises_capture_error_naming_it():
+    with pytest.raises(CaptureError, match="DataDependentBranch"):
+        optopass.apply_optical_pass(DataDependentBranch(), example_inputs=(torch.randn(2, 4),))
+
+
+def test_a_plain_module_needs_example_inputs():
+    with pytest.raises(CaptureError, match="TwoLinear.*example_inputs"):
+        optopass.apply_optical_pass(TwoLinear())
+
+
+class TwoLinear(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(8, 16)
+        self.fc2 = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+def test_a_plain_two_linear_module_is_captured_and_both_linears_rewritten(graph_checker):
+    torch.manual_seed(0)
+    module = TwoLinear()
+    gm = optopass.apply_optical_pass(module, {"fc": {"q_bypass": False}}, example_inputs=(torch.randn(4, 8),))
+    graph_checker(gm)
+    rewritten = {r.site: r.status for r in gm.optical_record.sites}
+    assert rewritten == {"fc1": "optical", "fc2": "optical"}
+    assert not any(n.target == torch.ops.aten.linear.default for n in gm.graph.nodes)
+    gm.train()
+    for batch in (1, 4, 9):  # the batch dimension stays dynamic
+        assert gm(torch.randn(batch, 8)).shape == (batch, 4)
+    assert gm(x=torch.randn(3, 8)).shape == (3, 4)
