@@ -144,7 +144,7 @@ def evaluate_glue(
     with _eval_mode(model):
         logits = _predict(model, encoded, tokenizer, batch_size, run_device, autocast_dtype,
                           progress=progress, desc=f"{task}/{split}")
-    metrics = compute_glue_metrics(task, logits, encoded["label"])
+    metrics = compute_glue_metrics(task, logits, encoded["label"][:])
     return {"task": task, "split": split, "n_examples": len(encoded), "metrics": metrics}
 
 
