@@ -105,6 +105,7 @@ _VALIDATION = ("validation",)
 _ACCURACY = ("accuracy",)
 _NLI2 = ("entailment", "not_entailment")
 
+# GlueTask(name, text columns, label names in hub id order, validation splits, metrics, layout)
 TASKS: tuple[GlueTask, ...] = (
     GlueTask(
         "cola", ("sentence",), ("unacceptable", "acceptable"), _VALIDATION,
