@@ -1,0 +1,222 @@
+"""``optopass bench``: time the optical model against the plain one in the same run.
+
+Rows (eval and train): plain eager, plain compiled (GPU), optopass in each mode, and the
+reference implementation's layers (mase-triton ``OpticalTransformerLinear`` in place of every
+``nn.Linear``; attention left plain, since the reference's hand-written attention is not a
+library component), each with its ratio to the plain baseline measured in the same process.
+Timing: CUDA events around each call on the GPU (median of many after warm-up), perf_counter
+on the CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+
+SHAPES = {
+    # name: (hidden, layers, heads, intermediate, vocab)
+    "roberta-base": (768, 12, 12, 3072, 50265),
+    "small": (256, 4, 4, 1024, 8000),
+}
+
+
+@dataclass
+class Row:
+    mode: str  # eval / train
+    config: str  # plain / optopass / reference
+    plain_mode: str  # eager / compiled: the baseline this row is compared with
+    optical_mode: str
+    device: str
+    dtype: str
+    batch: int
+    seq: int
+    plain_ms: float
+    optical_ms: float
+    ratio: float
+    tokens_per_s: float
+    peak_mem_mb: float
+    plain_peak_mem_mb: float
+    mem_ratio: float
+
+
+def build_model(shape: str, dtype: torch.dtype, device: str):
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    hidden, layers, heads, inter, vocab = SHAPES[shape]
+    cfg = RobertaConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                        intermediate_size=inter, vocab_size=vocab, max_position_embeddings=514, num_labels=2,
+                        attn_implementation="sdpa")
+    torch.manual_seed(0)
+    return RobertaForSequenceClassification(cfg).to(device=device, dtype=dtype)
+
+
+def make_batch(model, batch: int, seq: int, device: str) -> dict:
+    ids = torch.randint(5, model.config.vocab_size, (batch, seq), device=device)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.randint(0, 2, (batch,), device=device)}
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_fn(fn: Callable[[], object], device: str, warmup: int, iters: int) -> float:
+    """Median milliseconds of `fn` after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    samples = []
+    for _ in range(iters):
+        if device.startswith("cuda"):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            samples.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            samples.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(samples)
+
+
+def _eval_step(model, batch):
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+
+    def step():
+        with torch.no_grad():
+            return model(**inputs)
+
+    return step
+
+
+def _train_step(model, batch):
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+
+    def step():
+        out = model(**batch)
+        out.loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def _measure(model, batch, mode: str, device: str, warmup: int, iters: int) -> tuple[float, float]:
+    model.train(mode == "train")
+    step = (_train_step if mode == "train" else _eval_step)(model, batch)
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    ms = time_fn(step, device, warmup, iters)
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else float("nan")
+    return ms, peak
+
+
+def optical_model(plain, cfg, batch, device: str):
+    """The optopass model of `plain`, calibrated on the batch (ranges frozen)."""
+    import optopass
+
+    gm = optopass.apply_optical_pass(plain, cfg)
+    optopass.calibrate(gm, [{k: v for k, v in batch.items() if k != "labels"}])
+    return gm
+
+
+def reference_model(plain):
+    """The reference's layers: mase-triton OpticalTransformerLinear for every nn.Linear."""
+    from mase_triton.optical_compute.layers import OpticalTransformerLinear
+
+    ref = copy.deepcopy(plain)
+    for name, module in list(ref.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, torch.nn.Linear):
+                setattr(module, child_name, OpticalTransformerLinear.from_linear(child, q_quantiles=None))
+    return ref
+
+
+def run_bench(device: str | None = None, shape: str | None = None, batch: int | None = None, seq: int = 128,
+              dtype: str | None = None, modes=("eval", "train"), compile_modes=None, warmup: int = 5, iters: int = 20,
+              with_reference: bool = True, cfg=None) -> list[Row]:
+    """Time plain vs optical models; see the module docstring. Returns one Row per measurement."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    on_gpu = device.startswith("cuda")
+    shape = shape or ("roberta-base" if on_gpu else "small")
+    batch = batch or (32 if on_gpu else 8)
+    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype or ("bf16" if on_gpu else "fp32")]
+    if compile_modes is None:
+        compile_modes = ["eager", "compiled"] if on_gpu else ["eager"]
+    plain = build_model(shape, torch_dtype, device)
+    data = make_batch(plain, batch, seq, device)
+    rows: list[Row] = []
+    for mode in modes:
+        baselines = {}
+        for plain_mode in compile_modes:
+            model = torch.compile(plain) if plain_mode == "compiled" else plain
+            baselines[plain_mode] = _measure(model, data, mode, device, warmup, iters)
+        candidates = []
+        gm = optical_model(plain, cfg, data, device)
+        for optical_mode in compile_modes:
+            model = torch.compile(gm) if optical_mode == "compiled" else gm
+            candidates.append(("optopass", optical_mode, *_measure(model, data, mode, device, warmup, iters)))
+        if with_reference and mode == "eval":
+            try:
+                ref = reference_model(plain)
+                ref(**{k: v for k, v in data.items() if k != "labels"})  # initialise its statistics
+                candidates.append(("reference", "eager", *_measure(ref, data, mode, device, warmup, max(3, iters // 4))))
+            except Exception as err:  # mase-triton's reference kernels only run where they run
+                print(f"reference layers not measured: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+        for config, optical_mode, ms, peak in candidates:
+            for plain_mode, (base_ms, base_peak) in baselines.items():
+                rows.append(Row(mode, config, plain_mode, optical_mode, device, str(torch_dtype).replace("torch.", ""),
+                                batch, seq, round(base_ms, 3), round(ms, 3), round(ms / base_ms, 3),
+                                round(batch * seq / ms * 1e3, 1), round(peak, 1), round(base_peak, 1),
+                                round(peak / base_peak, 3) if base_peak == base_peak and base_peak > 0 else float("nan")))
+    return rows
+
+
+def format_rows(rows: list[Row]) -> str:
+    head = f"{'mode':<6}{'config':<11}{'optical':<10}{'vs plain':<10}{'plain ms':>10}{'optical ms':>12}{'ratio':>8}{'tokens/s':>12}{'peak MB':>10}{'mem ratio':>10}"
+    lines = [f"device {rows[0].device}, {rows[0].dtype}, batch {rows[0].batch} x {rows[0].seq}" if rows else "no rows", head]
+    for r in rows:
+        lines.append(f"{r.mode:<6}{r.config:<11}{r.optical_mode:<10}{r.plain_mode:<10}{r.plain_ms:>10.2f}{r.optical_ms:>12.2f}"
+                     f"{r.ratio:>8.2f}{r.tokens_per_s:>12.0f}{r.peak_mem_mb:>10.0f}{r.mem_ratio:>10.2f}")
+    return "\n".join(lines)
+
+
+def add_subcommand(sub) -> None:
+    p = sub.add_parser("bench", help="time the optical model against the plain one (eval and train)",
+                       description="Benchmark plain vs optical RoBERTa-shaped models (random weights) in one run.")
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when available")
+    p.add_argument("--shape", choices=sorted(SHAPES), default=None, help="default: roberta-base on GPU, small on CPU")
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--seq", type=int, default=128)
+    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None, help="default: bf16 on GPU, fp32 on CPU")
+    p.add_argument("--modes", nargs="+", choices=["eval", "train"], default=["eval", "train"])
+    p.add_argument("--iters", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--no-reference", action="store_true", help="skip the reference implementation's layers")
+    p.add_argument("--cfg", default=None, help="optical config (default: transform_cfg.yaml)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    from .errors import ConfigError
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available (allowed here: cpu)")
+    for name in ("batch", "seq", "iters"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name} must be >= 1, got {value}")
+    rows = run_bench(args.device, args.shape, args.batch, args.seq, args.dtype, tuple(args.modes),
+                     warmup=args.warmup, iters=args.iters, with_reference=not args.no_reference, cfg=args.cfg)
+    print(json.dumps([asdict(r) for r in rows], indent=2) if args.json else format_rows(rows))
+    return 0
