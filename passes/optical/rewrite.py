@@ -80,14 +80,15 @@ def optical_rewrite(gm: torch.fx.GraphModule, config: OpticalConfig) -> PassResu
     matches = [m for m in (match_node(n, RULES) for n in list(gm.graph.nodes)) if m is not None]
     _check_patterns_match(config, [m.site for m in matches])
     record, taken, site_id = RewriteRecord(), set(), 0
+    replaced: dict[torch.fx.Node, torch.fx.Node] = {}  # matched node -> its site call
     for match in matches:
-        rec, site_id = _rewrite_one(gm, config, match, taken, site_id)
+        rec, site_id = _rewrite_one(gm, config, match, taken, site_id, replaced)
         record.sites.append(rec)
     gm.recompile()
     return PassResult(gm, bool(record.by_status("optical")), record)
 
 
-def _rewrite_one(gm, config: OpticalConfig, match, taken: set[str], site_id: int):
+def _rewrite_one(gm, config: OpticalConfig, match, taken: set[str], site_id: int, replaced: dict):
     base = dict(kind=match.kind, site=match.site, origin=match.origin, op=match.op)
     if match.kind not in config.kinds:
         return SiteRecord(**base, status="unconfigured"), site_id
@@ -103,11 +104,14 @@ def _rewrite_one(gm, config: OpticalConfig, match, taken: set[str], site_id: int
         return SiteRecord(**base, status="declined", technology=technology, reason=reason, params=params), site_id
     name = f"{SITES_PREFIX}.{_module_name(match.site, taken)}"
     gm.add_submodule(name, module.to(_device_of(gm)))
+    # the operands were collected before any rewrite: one may be an earlier site's erased node
+    args, kwargs = torch.fx.node.map_arg((match.args, match.kwargs), lambda n: replaced.get(n, n))
     with gm.graph.inserting_before(match.node):
-        new = gm.graph.call_module(name, args=match.args, kwargs=match.kwargs)
+        new = gm.graph.call_module(name, args=args, kwargs=kwargs)
     new.meta = dict(match.node.meta)
     match.node.replace_all_uses_with(new)
     gm.graph.erase_node(match.node)
+    replaced[match.node] = new
     rec = SiteRecord(**base, status="optical", technology=technology, module=name, params=params)
     return rec, site_id + 2  # an attention site uses two dither streams
 

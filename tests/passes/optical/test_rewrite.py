@@ -179,3 +179,32 @@ def test_only_fc_configured_leaves_attention_untouched(make_model, graph_checker
     attn = [r for r in gm.optical_record.sites if r.kind == "attn"]
     assert attn and {r.status for r in attn} == {"unconfigured"}
     assert len(_calls(gm, {aten.matmul.default})) == 2 * _num_layers(model)
+
+
+class ChainedLinears(nn.Module):
+    """Linears feeding each other directly, with no op in between."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(6, 8)
+        self.fc2 = nn.Linear(8, 8)
+        self.fc3 = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc3(self.fc2(self.fc1(x)))
+
+
+@pytest.mark.parametrize("skip", [[], ["fc2"]])
+def test_a_site_consuming_another_site_is_wired_to_it(graph_checker, skip):
+    torch.manual_seed(0)
+    module = ChainedLinears()
+    gm = optopass.apply_optical_pass(module, {"fc": {"q_dither": False}, "skip": skip}, example_inputs=(torch.randn(4, 6),))
+    graph_checker(gm)
+    optopass.calibrate(gm, [{"x": torch.randn(8, 6)}])
+    sites = {r.site: gm.get_submodule(r.module) for r in gm.optical_record.by_status("optical")}
+    x = torch.randn(5, 6)
+    with torch.no_grad():
+        h = sites["fc1"](x, module.fc1.weight, module.fc1.bias)
+        h = module.fc2(h) if skip else sites["fc2"](h, module.fc2.weight, module.fc2.bias)
+        want = sites["fc3"](h, module.fc3.weight, module.fc3.bias)
+        assert torch.equal(gm(x), want)
