@@ -1,0 +1,526 @@
+"""Fine-tune a sequence classifier on a GLUE task with the Hugging Face ``Trainer``.
+
+One code path serves a plain ``transformers`` model and an optical ``OpticalGraphModule``
+(made by ``apply_optical_pass``): mixed precision (``bf16``/``fp16``), gradient clipping,
+linear warmup, evaluation every epoch (or N steps), ``load_best_model_at_end`` by the task's
+headline metric, checkpoints with ``save_total_limit``, and resume. It runs unchanged under
+``torchrun --nproc_per_node=N``: the Trainer wraps the model in DDP (``find_unused_parameters``
+off, buffers broadcast from rank 0 before each forward, so the optical sites' range statistics
+and dither counters stay identical on every rank).
+
+What is different for an optical model:
+
+* its forward takes only its captured inputs, so ``remove_unused_columns`` is off, the collator
+  keeps only the model's input names and ``labels``, and ``label_names=["labels"]`` is set (the
+  Trainer cannot find ``labels`` in the graph's signature);
+* every checkpoint also holds the files of ``optopass.save`` (``optopass.load(checkpoint)``
+  restores it); the Trainer itself resumes and loads the best model from ``model.safetensors``,
+  the whole ``state_dict`` (weights and optical buffers);
+* the range statistics follow ``ft_stats``:
+
+  ``frozen`` (default): the calibrated ranges stay fixed during fine-tuning, so the output range
+  of every optical site stays what calibration measured, and the weights learn to live inside
+  it (straight-through gradients through every quantizer);
+  ``auto``: ranges keep updating (EMA) on every training forward, never in eval.
+
+Recipe (the defaults): start from the task-fine-tuned original, apply the optical pass, calibrate
+on training batches, freeze the ranges, then fine-tune with learning rate
+:data:`DEFAULT_OPTICAL_LEARNING_RATE` (1e-5), 10% warmup and gradient clipping at 1.0. A plain
+model fine-tunes with :data:`DEFAULT_LEARNING_RATE` (2e-5; 2e-5..5e-5 are the usual GLUE
+values). The reference study's optical STS-B fine-tune collapsed (Spearman 0.033) with a
+learning rate of 1e-3: at that rate AdamW wipes the pretrained encoder within the first few
+hundred steps, and a regression head under MSE then settles on the mean score, whose Spearman
+correlation is ~0. Classification tasks hide the same damage behind the majority-class accuracy.
+
+The final model is written to ``output_dir`` through a temporary folder renamed into place:
+``optopass.save`` for an optical model, ``save_pretrained`` (model and tokenizer) for a plain one.
+Checkpoints live in ``output_dir/checkpoints`` and move along with it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import Trainer, TrainingArguments
+
+from optopass.tools.errors import ConfigError, DataError
+from optopass.tools.glue.data import load_glue
+from optopass.tools.glue.evaluator import pad_batch, tokenize_glue
+from optopass.tools.glue.metrics import compute_glue_metrics
+from optopass.tools.glue.tasks import get_task
+
+DEFAULT_LEARNING_RATE = 2e-5
+DEFAULT_OPTICAL_LEARNING_RATE = 1e-5
+FT_STATS_MODES = ("frozen", "auto")
+EVAL_STRATEGIES = ("epoch", "steps", "no")
+CHECKPOINTS = "checkpoints"
+RESULTS_FILE = "finetune_results.json"
+# Seed of the shuffle that picks `max_train_samples` rows: fixed, so every training seed sees
+# the same subset and seeds differ only in initialisation and order.
+SUBSET_SEED = 0
+
+
+@dataclass
+class FinetuneResult:
+    """What :func:`finetune` did.
+
+    Attributes:
+        model: the trained model (the best checkpoint's weights when ``load_best_model_at_end``).
+        metrics: the Trainer's evaluation of ``model`` on the validation split, without the
+            ``eval_`` prefix (e.g. ``{"spearmanr": 0.85, "pearson": 0.86, "loss": 0.6, ...}``).
+        output_dir: where the final model was written.
+        best_checkpoint: the checkpoint ``load_best_model_at_end`` restored, or None.
+        train_metrics: the Trainer's training summary (``train_loss``, ``train_runtime``, ...).
+        log_history: the Trainer's log records (losses, learning rates, evaluations).
+        settings: the resolved hyperparameters (learning rate, stats mode, ...).
+    """
+
+    model: nn.Module
+    metrics: dict[str, float]
+    output_dir: Path
+    best_checkpoint: str | None = None
+    train_metrics: dict[str, float] = field(default_factory=dict)
+    log_history: list[dict[str, Any]] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def is_optical(model: nn.Module) -> bool:
+    """Whether ``model`` was made by ``apply_optical_pass`` (or ``optopass.load``)."""
+    return getattr(model, "optical_record", None) is not None and hasattr(model, "capture_info")
+
+
+def default_learning_rate(model: nn.Module) -> float:
+    """1e-5 for an optical model, 2e-5 for a plain one (see the module docstring)."""
+    return DEFAULT_OPTICAL_LEARNING_RATE if is_optical(model) else DEFAULT_LEARNING_RATE
+
+
+def model_input_names(model: nn.Module, tokenizer: Any) -> tuple[str, ...]:
+    """The keyword inputs to feed ``model``: a capture's inputs, else the tokenizer's outputs
+    that the model's ``forward`` accepts."""
+    if is_optical(model):
+        return tuple(model.capture_info.input_names)
+    accepted = inspect.signature(model.forward).parameters
+    names = getattr(tokenizer, "model_input_names", None) or ("input_ids", "attention_mask", "token_type_ids")
+    return tuple(name for name in names if name in accepted)
+
+
+class GlueCollator:
+    """Pads a list of tokenized GLUE rows into a batch of the model's inputs and ``labels``.
+
+    Padding is :func:`~optopass.tools.glue.evaluator.pad_batch` with the tokenizer's pad id and
+    side, as in ``evaluate_glue``; columns the model does not take are dropped.
+    """
+
+    def __init__(self, tokenizer: Any, input_names: Sequence[str], regression: bool):
+        self.input_names = tuple(input_names)
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.padding_side = getattr(tokenizer, "padding_side", "right")
+        self.label_dtype = torch.float32 if regression else torch.long
+
+    def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        names = [name for name in self.input_names if name in rows[0]]
+        batch = pad_batch({name: [row[name] for row in rows] for name in names}, self.pad_token_id, self.padding_side)
+        labels = [row["labels"] if "labels" in row else row["label"] for row in rows]
+        batch["labels"] = torch.tensor(labels, dtype=self.label_dtype)
+        return batch
+
+
+def glue_split(task: str, split: str, tokenizer: Any, *, glue_dir, max_seq_length: int, max_samples: int | None,
+               shuffle_seed: int | None = None):
+    """A tokenized split, cut to ``max_samples`` rows (a fixed-seed shuffled subset when
+    ``shuffle_seed`` is given, else the first rows)."""
+    dataset = load_glue(task, split, glue_dir)
+    if max_samples is not None and max_samples < len(dataset):
+        if shuffle_seed is not None:
+            dataset = dataset.shuffle(seed=shuffle_seed)
+        dataset = dataset.select(range(max_samples))
+    return tokenize_glue(dataset, task, tokenizer, max_seq_length)
+
+
+def glue_compute_metrics(task: str):
+    """``compute_metrics`` for the Trainer: the task's official metrics from its logits."""
+
+    def compute(eval_pred) -> dict[str, float]:
+        predictions = eval_pred.predictions
+        if isinstance(predictions, (tuple, list)):
+            predictions = predictions[0]
+        return compute_glue_metrics(task, predictions, eval_pred.label_ids)
+
+    return compute
+
+
+def finetune(
+    model: nn.Module,
+    task: str,
+    tokenizer: Any,
+    *,
+    glue_dir: str | os.PathLike | None,
+    output_dir: str | os.PathLike,
+    learning_rate: float | None = None,
+    num_train_epochs: float = 3.0,
+    max_steps: int = -1,
+    per_device_train_batch_size: int = 32,
+    per_device_eval_batch_size: int = 64,
+    seed: int = 42,
+    bf16: bool = False,
+    fp16: bool = False,
+    max_seq_length: int = 128,
+    warmup_ratio: float = 0.1,
+    weight_decay: float = 0.01,
+    max_grad_norm: float = 1.0,
+    max_train_samples: int | None = None,
+    max_eval_samples: int | None = None,
+    eval_strategy: str = "epoch",
+    eval_steps: int | None = None,
+    load_best_model_at_end: bool = True,
+    resume_from_checkpoint: str | bool | None = None,
+    save_total_limit: int = 2,
+    keep_checkpoints: bool = True,
+    ft_stats: str = "frozen",
+    logging_steps: int = 50,
+    dataloader_num_workers: int = 0,
+    progress: bool = True,
+    use_cpu: bool = False,
+    trainer_overrides: Mapping[str, Any] | None = None,
+) -> FinetuneResult:
+    """Fine-tunes ``model`` on the training split of a GLUE task and writes it to ``output_dir``.
+
+    Args:
+        model: a ``transformers`` sequence classifier, or an optical model from
+            ``apply_optical_pass`` / ``optopass.load`` (calibrated first when ``ft_stats`` is
+            ``frozen``). Trained in place.
+        task: hub config name of the task (``sst2``, ``stsb``, ...).
+        tokenizer: the model's tokenizer.
+        glue_dir: a classic ``glue_data`` folder; None loads GLUE from the hub.
+        output_dir: where the final model goes (replaced when complete); checkpoints are kept
+            in ``output_dir/checkpoints``.
+        learning_rate: peak AdamW learning rate; None: 1e-5 for an optical model, 2e-5 else.
+        num_train_epochs: epochs (ignored when ``max_steps`` > 0).
+        max_steps: total optimizer steps; -1 trains ``num_train_epochs``.
+        per_device_train_batch_size: training batch per device.
+        per_device_eval_batch_size: evaluation batch per device.
+        seed: seed of initialisation, data order and dropout.
+        bf16: mixed precision in bfloat16 (CUDA, or CPU autocast).
+        fp16: mixed precision in float16 with loss scaling (CUDA only).
+        max_seq_length: longest tokenized input; longer ones are truncated.
+        warmup_ratio: share of the steps with linear warmup, in [0, 1).
+        weight_decay: AdamW weight decay (not on biases and LayerNorm weights).
+        max_grad_norm: gradient clipping norm; 0 turns clipping off.
+        max_train_samples: train on a fixed random subset of this many rows.
+        max_eval_samples: evaluate on the first this many validation rows.
+        eval_strategy: ``epoch``, ``steps`` (every ``eval_steps``) or ``no``.
+        eval_steps: evaluation and checkpoint interval for ``eval_strategy="steps"``.
+        load_best_model_at_end: restore the checkpoint with the best headline metric.
+        resume_from_checkpoint: True resumes from the last checkpoint in
+            ``output_dir/checkpoints``; a path resumes from that checkpoint.
+        save_total_limit: checkpoints kept (the best one is always kept).
+        keep_checkpoints: keep ``output_dir/checkpoints`` after a successful run; False
+            deletes them once the final model is written (saves disk in sweeps).
+        ft_stats: optical models only: ``frozen`` keeps the calibrated ranges, ``auto`` lets
+            them update in training mode.
+        logging_steps: loss logging interval.
+        dataloader_num_workers: data loading worker processes.
+        progress: show the Trainer's progress bars.
+        use_cpu: train on the CPU even when CUDA is available.
+        trainer_overrides: further ``TrainingArguments`` fields, set last.
+
+    Returns:
+        A :class:`FinetuneResult`.
+
+    Raises:
+        ConfigError: an option is out of range, or an optical model to be trained with frozen
+            statistics was never calibrated.
+        DataError: the task or its data cannot be loaded.
+    """
+    spec = get_task(task)
+    optical = is_optical(model)
+    learning_rate = default_learning_rate(model) if learning_rate is None else learning_rate
+    _check_options(
+        learning_rate=learning_rate, num_train_epochs=num_train_epochs, max_steps=max_steps,
+        per_device_train_batch_size=per_device_train_batch_size, per_device_eval_batch_size=per_device_eval_batch_size,
+        max_seq_length=max_seq_length, warmup_ratio=warmup_ratio, weight_decay=weight_decay,
+        max_grad_norm=max_grad_norm, max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
+        eval_strategy=eval_strategy, eval_steps=eval_steps, save_total_limit=save_total_limit, ft_stats=ft_stats,
+        bf16=bf16, fp16=fp16, use_cpu=use_cpu, logging_steps=logging_steps,
+    )
+    output_dir = Path(output_dir)
+    checkpoint_dir = output_dir / CHECKPOINTS
+    resume = _resolve_resume(resume_from_checkpoint, checkpoint_dir)
+    if optical:
+        _prepare_optical(model, ft_stats)
+
+    train_set = glue_split(task, "train", tokenizer, glue_dir=glue_dir, max_seq_length=max_seq_length,
+                           max_samples=max_train_samples, shuffle_seed=SUBSET_SEED)
+    eval_set = glue_split(task, spec.validation_splits[0], tokenizer, glue_dir=glue_dir,
+                          max_seq_length=max_seq_length, max_samples=max_eval_samples)
+    evaluating = eval_strategy != "no"
+    args = _training_arguments(
+        checkpoint_dir, spec.headline_metric, learning_rate=learning_rate, num_train_epochs=num_train_epochs,
+        max_steps=max_steps, per_device_train_batch_size=per_device_train_batch_size,
+        per_device_eval_batch_size=per_device_eval_batch_size, seed=seed, bf16=bf16, fp16=fp16,
+        warmup_ratio=warmup_ratio, weight_decay=weight_decay, max_grad_norm=max_grad_norm,
+        eval_strategy=eval_strategy, eval_steps=eval_steps,
+        load_best_model_at_end=load_best_model_at_end and evaluating, save_total_limit=save_total_limit,
+        logging_steps=logging_steps, dataloader_num_workers=dataloader_num_workers, progress=progress,
+        use_cpu=use_cpu, overrides=trainer_overrides,
+    )
+    trainer_cls = OpticalTrainer if optical else Trainer
+    trainer = trainer_cls(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=eval_set if evaluating else None,
+        data_collator=GlueCollator(tokenizer, model_input_names(model, tokenizer), spec.is_regression),
+        processing_class=tokenizer,
+        compute_metrics=glue_compute_metrics(task),
+    )
+    train_output = trainer.train(resume_from_checkpoint=resume)
+    model = trainer.model
+    metrics = trainer.evaluate(eval_set) if evaluating or max_eval_samples is not None else {}
+    metrics = {key.removeprefix("eval_"): value for key, value in metrics.items()}
+    settings = {
+        "task": task, "optical": optical, "learning_rate": learning_rate, "ft_stats": ft_stats if optical else None,
+        "num_train_epochs": num_train_epochs, "max_steps": max_steps, "global_step": trainer.state.global_step,
+        "per_device_train_batch_size": per_device_train_batch_size, "seed": seed, "bf16": bf16, "fp16": fp16,
+        "warmup_ratio": warmup_ratio, "weight_decay": weight_decay, "max_grad_norm": max_grad_norm,
+        "max_seq_length": max_seq_length, "max_train_samples": max_train_samples, "train_rows": len(train_set),
+        "max_eval_samples": max_eval_samples, "eval_rows": len(eval_set),
+    }
+    result = FinetuneResult(
+        model=model, metrics=metrics, output_dir=output_dir, best_checkpoint=trainer.state.best_model_checkpoint,
+        train_metrics=dict(train_output.metrics), log_history=list(trainer.state.log_history), settings=settings,
+    )
+    if trainer.args.should_save:
+        write_final_model(model, tokenizer, output_dir, result)
+        if not keep_checkpoints:
+            shutil.rmtree(output_dir / CHECKPOINTS, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    return result
+
+
+class OpticalTrainer(Trainer):
+    """The HF ``Trainer`` for an optical model: each checkpoint also holds ``optopass.save``'s
+    files, so that ``optopass.load(checkpoint)`` restores it."""
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if state_dict is None:
+            state_dict = self.model.state_dict()
+        # safetensors refuses non-contiguous tensors; buffers of a capture can be views.
+        state_dict = {key: value.contiguous() for key, value in state_dict.items()}
+        super()._save(output_dir, state_dict=state_dict)
+        if self.args.should_save:
+            save_transform_into(self.accelerator.unwrap_model(self.model), output_dir, self.processing_class)
+
+
+def save_transform_into(gm: nn.Module, directory: str | os.PathLike, tokenizer: Any = None) -> None:
+    """Writes ``optopass.save``'s files into an existing folder, beside what it holds."""
+    from optopass import save
+
+    directory = Path(directory)
+    with tempfile.TemporaryDirectory(prefix=".optopass-", dir=directory) as scratch:
+        saved = save(gm, Path(scratch) / "transform", tokenizer=tokenizer)
+        for entry in saved.iterdir():
+            target = directory / entry.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+            entry.rename(target)
+
+
+def write_final_model(model: nn.Module, tokenizer: Any, output_dir: str | os.PathLike,
+                      result: FinetuneResult | None = None) -> Path:
+    """Writes the trained model to ``output_dir`` through a temporary folder renamed into place.
+
+    An optical model is written with ``optopass.save``, a plain one with ``save_pretrained``
+    (model and tokenizer). The ``checkpoints`` folder of the run, and the results of
+    ``result``, move into the new folder.
+    """
+    from optopass import save
+
+    output_dir = Path(output_dir)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
+    staged = scratch / "model"
+    try:
+        if is_optical(model):
+            save(model, staged, tokenizer=tokenizer)
+        else:
+            model.save_pretrained(staged)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(staged)
+        if result is not None:
+            (staged / RESULTS_FILE).write_text(json.dumps(_results_record(result), indent=2, default=str))
+        checkpoints = output_dir / CHECKPOINTS
+        if checkpoints.is_dir():
+            checkpoints.rename(staged / CHECKPOINTS)
+        if output_dir.exists():
+            output_dir.rename(scratch / "previous")
+        staged.rename(output_dir)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return output_dir
+
+
+def _results_record(result: FinetuneResult) -> dict[str, Any]:
+    best = result.best_checkpoint
+    return {
+        "metrics": result.metrics,
+        "train": result.train_metrics,
+        "settings": result.settings,
+        "best_checkpoint": Path(best).name if best else None,
+        "log_history": result.log_history,
+    }
+
+
+def read_results(directory: str | os.PathLike) -> dict[str, Any] | None:
+    """The ``finetune_results.json`` that :func:`finetune` wrote into ``directory``, or None."""
+    path = Path(directory) / RESULTS_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _prepare_optical(model: nn.Module, ft_stats: str) -> None:
+    """Sets the statistics mode for fine-tuning; frozen ranges must have been calibrated."""
+    from optopass.passes.optical.calibrate import set_stats_mode
+    from optopass.passes.optical.sites import optical_sites
+
+    if ft_stats == "frozen" and not is_calibrated(model):
+        raise ConfigError(
+            "ft_stats: 'frozen' needs a calibrated optical model; run optopass.calibrate(model, batches) "
+            "first, or use ft_stats='auto'"
+        )
+    if not any(True for _ in optical_sites(model)):
+        raise ConfigError("the optical model has no optical site; nothing to fine-tune through the optical ops")
+    set_stats_mode(model, ft_stats)
+
+
+def is_calibrated(model: nn.Module) -> bool:
+    """Whether every optical site of ``model`` has observed all of its ranges."""
+    from optopass.passes.optical.sites import optical_sites
+
+    for _, site in optical_sites(model):
+        for name in getattr(site, "range_names", ()):
+            if not bool(getattr(site, f"{name}_observed")):
+                return False
+    return True
+
+
+def _training_arguments(checkpoint_dir: Path, headline: str, *, learning_rate, num_train_epochs, max_steps,
+                        per_device_train_batch_size, per_device_eval_batch_size, seed, bf16, fp16, warmup_ratio,
+                        weight_decay, max_grad_norm, eval_strategy, eval_steps, load_best_model_at_end,
+                        save_total_limit, logging_steps, dataloader_num_workers, progress, use_cpu, overrides):
+    values = dict(
+        output_dir=str(checkpoint_dir),
+        learning_rate=learning_rate,
+        num_train_epochs=num_train_epochs,
+        max_steps=max_steps,
+        per_device_train_batch_size=per_device_train_batch_size,
+        per_device_eval_batch_size=per_device_eval_batch_size,
+        seed=seed,
+        bf16=bf16,
+        fp16=fp16,
+        warmup_steps=warmup_ratio,  # a float in [0, 1) is a share of the total steps
+        lr_scheduler_type="linear",
+        weight_decay=weight_decay,
+        max_grad_norm=max_grad_norm,
+        eval_strategy=eval_strategy,
+        save_strategy=eval_strategy if eval_strategy != "no" else "no",
+        eval_steps=eval_steps,
+        save_steps=eval_steps,
+        load_best_model_at_end=load_best_model_at_end,
+        metric_for_best_model=headline,
+        greater_is_better=True,
+        save_total_limit=save_total_limit,
+        logging_steps=logging_steps,
+        report_to="none",
+        remove_unused_columns=False,
+        label_names=["labels"],
+        ddp_find_unused_parameters=False,
+        dataloader_num_workers=dataloader_num_workers,
+        dataloader_pin_memory=torch.cuda.is_available() and not use_cpu,
+        disable_tqdm=not progress,
+        use_cpu=use_cpu,
+    )
+    values.update(overrides or {})
+    return TrainingArguments(**values)
+
+
+def _resolve_resume(resume: str | bool | None, checkpoint_dir: Path) -> str | None:
+    """True -> the last checkpoint in ``checkpoint_dir``; a path must exist."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if resume is None or resume is False:
+        return None
+    if resume is True:
+        last = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+        if last is None:
+            raise DataError(f"{checkpoint_dir}: no checkpoint to resume from (it holds no checkpoint-N folder)")
+        return last
+    if not Path(resume).is_dir():
+        raise DataError(f"{resume}: checkpoint folder to resume from not found")
+    return str(resume)
+
+
+def _check_options(*, learning_rate, num_train_epochs, max_steps, per_device_train_batch_size,
+                   per_device_eval_batch_size, max_seq_length, warmup_ratio, weight_decay, max_grad_norm,
+                   max_train_samples, max_eval_samples, eval_strategy, eval_steps, save_total_limit, ft_stats,
+                   bf16, fp16, use_cpu, logging_steps) -> None:
+    """Every option in range, or one ConfigError naming it and what is allowed."""
+    _positive_float("learning_rate", learning_rate)
+    _positive_float("num_train_epochs", num_train_epochs)
+    if not _is_int(max_steps) or not (max_steps == -1 or max_steps >= 1):
+        raise ConfigError(f"max_steps: must be -1 (train num_train_epochs) or an integer >= 1, got {max_steps!r}")
+    for name, value in (("per_device_train_batch_size", per_device_train_batch_size),
+                        ("per_device_eval_batch_size", per_device_eval_batch_size),
+                        ("max_seq_length", max_seq_length), ("save_total_limit", save_total_limit),
+                        ("logging_steps", logging_steps)):
+        _positive_int(name, value)
+    for name, value in (("max_train_samples", max_train_samples), ("max_eval_samples", max_eval_samples),
+                        ("eval_steps", eval_steps)):
+        if value is not None:
+            _positive_int(name, value)
+    if not _is_number(warmup_ratio) or not 0 <= warmup_ratio < 1:
+        raise ConfigError(f"warmup_ratio: must be a number in [0, 1), got {warmup_ratio!r}")
+    for name, value in (("weight_decay", weight_decay), ("max_grad_norm", max_grad_norm)):
+        if not _is_number(value) or not math.isfinite(value) or value < 0:
+            raise ConfigError(f"{name}: must be a number >= 0, got {value!r}")
+    if eval_strategy not in EVAL_STRATEGIES:
+        raise ConfigError(f"eval_strategy: unknown value {eval_strategy!r}; allowed: {', '.join(EVAL_STRATEGIES)}")
+    if eval_strategy == "steps" and eval_steps is None:
+        raise ConfigError("eval_steps: required with eval_strategy='steps'")
+    if ft_stats not in FT_STATS_MODES:
+        raise ConfigError(f"ft_stats: unknown value {ft_stats!r}; allowed: {', '.join(FT_STATS_MODES)}")
+    if bf16 and fp16:
+        raise ConfigError("bf16 and fp16: choose one mixed precision, not both")
+    if fp16 and (use_cpu or not torch.cuda.is_available()):
+        raise ConfigError("fp16: needs a CUDA device; use bf16 on the CPU")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _positive_int(name: str, value) -> None:
+    if not _is_int(value) or value < 1:
+        raise ConfigError(f"{name}: must be an integer >= 1, got {value!r}")
+
+
+def _positive_float(name: str, value) -> None:
+    if not _is_number(value) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name}: must be a number > 0, got {value!r}")
