@@ -77,10 +77,13 @@ class StageResult:
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``device`` as given, else CUDA when available, else the CPU."""
+    """``device`` as given, else this process's CUDA device when available (``LOCAL_RANK``
+    under ``torchrun``), else the CPU."""
     if device is not None:
         return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
 
 
 def load_model(name_or_dir: str, task: str, **kwargs: Any) -> tuple[nn.Module, Any]:

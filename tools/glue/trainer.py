@@ -192,6 +192,7 @@ def finetune(
     dataloader_num_workers: int = 0,
     progress: bool = True,
     use_cpu: bool = False,
+    callbacks: Sequence[Any] | None = None,
     trainer_overrides: Mapping[str, Any] | None = None,
 ) -> FinetuneResult:
     """Fine-tunes ``model`` on the training split of a GLUE task and writes it to ``output_dir``.
@@ -233,6 +234,7 @@ def finetune(
         dataloader_num_workers: data loading worker processes.
         progress: show the Trainer's progress bars.
         use_cpu: train on the CPU even when CUDA is available.
+        callbacks: extra ``transformers.TrainerCallback`` objects.
         trainer_overrides: further ``TrainingArguments`` fields, set last.
 
     Returns:
@@ -246,7 +248,7 @@ def finetune(
     spec = get_task(task)
     optical = is_optical(model)
     learning_rate = default_learning_rate(model) if learning_rate is None else learning_rate
-    _check_options(
+    check_options(
         learning_rate=learning_rate, num_train_epochs=num_train_epochs, max_steps=max_steps,
         per_device_train_batch_size=per_device_train_batch_size, per_device_eval_batch_size=per_device_eval_batch_size,
         max_seq_length=max_seq_length, warmup_ratio=warmup_ratio, weight_decay=weight_decay,
@@ -284,6 +286,7 @@ def finetune(
         data_collator=GlueCollator(tokenizer, model_input_names(model, tokenizer), spec.is_regression),
         processing_class=tokenizer,
         compute_metrics=glue_compute_metrics(task),
+        callbacks=list(callbacks or []),
     )
     train_output = trainer.train(resume_from_checkpoint=resume)
     model = trainer.model
@@ -473,38 +476,62 @@ def _resolve_resume(resume: str | bool | None, checkpoint_dir: Path) -> str | No
     return str(resume)
 
 
-def _check_options(*, learning_rate, num_train_epochs, max_steps, per_device_train_batch_size,
-                   per_device_eval_batch_size, max_seq_length, warmup_ratio, weight_decay, max_grad_norm,
-                   max_train_samples, max_eval_samples, eval_strategy, eval_steps, save_total_limit, ft_stats,
-                   bf16, fp16, use_cpu, logging_steps) -> None:
-    """Every option in range, or one ConfigError naming it and what is allowed."""
-    _positive_float("learning_rate", learning_rate)
-    _positive_float("num_train_epochs", num_train_epochs)
-    if not _is_int(max_steps) or not (max_steps == -1 or max_steps >= 1):
-        raise ConfigError(f"max_steps: must be -1 (train num_train_epochs) or an integer >= 1, got {max_steps!r}")
-    for name, value in (("per_device_train_batch_size", per_device_train_batch_size),
-                        ("per_device_eval_batch_size", per_device_eval_batch_size),
-                        ("max_seq_length", max_seq_length), ("save_total_limit", save_total_limit),
-                        ("logging_steps", logging_steps)):
-        _positive_int(name, value)
-    for name, value in (("max_train_samples", max_train_samples), ("max_eval_samples", max_eval_samples),
-                        ("eval_steps", eval_steps)):
-        if value is not None:
-            _positive_int(name, value)
-    if not _is_number(warmup_ratio) or not 0 <= warmup_ratio < 1:
-        raise ConfigError(f"warmup_ratio: must be a number in [0, 1), got {warmup_ratio!r}")
-    for name, value in (("weight_decay", weight_decay), ("max_grad_norm", max_grad_norm)):
-        if not _is_number(value) or not math.isfinite(value) or value < 0:
-            raise ConfigError(f"{name}: must be a number >= 0, got {value!r}")
-    if eval_strategy not in EVAL_STRATEGIES:
-        raise ConfigError(f"eval_strategy: unknown value {eval_strategy!r}; allowed: {', '.join(EVAL_STRATEGIES)}")
-    if eval_strategy == "steps" and eval_steps is None:
+def _positive_int(value) -> bool:
+    return _is_int(value) and value >= 1
+
+
+def _optional_positive_int(value) -> bool:
+    return value is None or _positive_int(value)
+
+
+def _positive_number(value) -> bool:
+    return _is_number(value) and math.isfinite(value) and value > 0
+
+
+def _non_negative_number(value) -> bool:
+    return _is_number(value) and math.isfinite(value) and value >= 0
+
+
+# option -> (test, what is allowed)
+_OPTION_RULES = {
+    "learning_rate": (_positive_number, "a number > 0"),
+    "num_train_epochs": (_positive_number, "a number > 0"),
+    "max_steps": (lambda v: _is_int(v) and (v == -1 or v >= 1), "-1 (train num_train_epochs) or an integer >= 1"),
+    "per_device_train_batch_size": (_positive_int, "an integer >= 1"),
+    "per_device_eval_batch_size": (_positive_int, "an integer >= 1"),
+    "max_seq_length": (_positive_int, "an integer >= 1"),
+    "save_total_limit": (_positive_int, "an integer >= 1"),
+    "logging_steps": (_positive_int, "an integer >= 1"),
+    "max_train_samples": (_optional_positive_int, "an integer >= 1, or unset"),
+    "max_eval_samples": (_optional_positive_int, "an integer >= 1, or unset"),
+    "eval_steps": (_optional_positive_int, "an integer >= 1, or unset"),
+    "warmup_ratio": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "weight_decay": (_non_negative_number, "a number >= 0"),
+    "max_grad_norm": (_non_negative_number, "a number >= 0"),
+    "eval_strategy": (lambda v: v in EVAL_STRATEGIES, ", ".join(EVAL_STRATEGIES)),
+    "ft_stats": (lambda v: v in FT_STATS_MODES, ", ".join(FT_STATS_MODES)),
+}
+
+
+def check_options(**options: Any) -> None:
+    """Checks the :func:`finetune` options that are given (``learning_rate=None`` means the
+    default and passes).
+
+    Raises:
+        ConfigError: one line naming the first option out of range and what is allowed.
+    """
+    for name, value in options.items():
+        rule = _OPTION_RULES.get(name)
+        if rule is None or (name == "learning_rate" and value is None):
+            continue
+        test, allowed = rule
+        if not test(value):
+            raise ConfigError(f"{name}: must be {allowed}, got {value!r}")
+    if options.get("eval_strategy") == "steps" and options.get("eval_steps") is None:
         raise ConfigError("eval_steps: required with eval_strategy='steps'")
-    if ft_stats not in FT_STATS_MODES:
-        raise ConfigError(f"ft_stats: unknown value {ft_stats!r}; allowed: {', '.join(FT_STATS_MODES)}")
-    if bf16 and fp16:
+    if options.get("bf16") and options.get("fp16"):
         raise ConfigError("bf16 and fp16: choose one mixed precision, not both")
-    if fp16 and (use_cpu or not torch.cuda.is_available()):
+    if options.get("fp16") and (options.get("use_cpu") or not torch.cuda.is_available()):
         raise ConfigError("fp16: needs a CUDA device; use bf16 on the CPU")
 
 
@@ -514,13 +541,3 @@ def _is_int(value) -> bool:
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _positive_int(name: str, value) -> None:
-    if not _is_int(value) or value < 1:
-        raise ConfigError(f"{name}: must be an integer >= 1, got {value!r}")
-
-
-def _positive_float(name: str, value) -> None:
-    if not _is_number(value) or not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{name}: must be a number > 0, got {value!r}")
