@@ -66,6 +66,7 @@ def save(gm: torch.nn.Module, directory: str | Path, tokenizer: Any = None) -> P
             "format": FORMAT_VERSION,
             "model_class": info.model_class,
             "stats_modes": {name: site.stats_mode for name, site in optical_sites(gm)},
+            "range_methods": {name: site.range_method for name, site in optical_sites(gm) if hasattr(site, "range_method")},
         }
         (tmp / "optopass.json").write_text(json.dumps(meta, indent=2))
         if directory.exists():
@@ -117,4 +118,6 @@ def load(directory: str | Path, device: str | torch.device | None = None):
     gm.load_state_dict(state, strict=False)
     for name, site in optical_sites(gm):
         site.set_stats_mode(meta["stats_modes"].get(name, "auto"))
+        if name in meta.get("range_methods", {}):
+            site.set_range_method(meta["range_methods"][name])
     return gm.eval()

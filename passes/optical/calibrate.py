@@ -25,7 +25,8 @@ def set_stats_mode(model: nn.Module, mode: str) -> int:
 
 
 @torch.no_grad()
-def calibrate(model: nn.Module, batches: Iterable[Mapping[str, torch.Tensor]], *, freeze: bool = True, progress: bool = False) -> nn.Module:
+def calibrate(model: nn.Module, batches: Iterable[Mapping[str, torch.Tensor]], *, freeze: bool = True,
+              method: str | None = None, progress: bool = False) -> nn.Module:
     """Observe each optical site's input/weight/output ranges over `batches`, then freeze them.
 
     The model runs in eval mode (no dropout) with statistics forced on; afterwards it stays in
@@ -36,11 +37,18 @@ def calibrate(model: nn.Module, batches: Iterable[Mapping[str, torch.Tensor]], *
         model: a module returned by ``apply_optical_pass``.
         batches: keyword-input batches (e.g. tokenizer output); ``labels`` are ignored.
         freeze: freeze the statistics afterwards.
+        method: range estimation for the sites that support it: ``statistic`` (min/max or the
+            config's quantiles) or ``mse`` (per-operand clip minimising quantization error);
+            None keeps each site's configured ``q_range_method``. Kept by the sites afterwards.
         progress: show a tqdm bar.
 
     Returns:
         The same model.
     """
+    if method is not None:
+        for _, site in optical_sites(model):
+            if hasattr(site, "set_range_method"):
+                site.set_range_method(method)
     if set_stats_mode(model, "observe") == 0:
         raise ValueError("calibrate: the model has no optical site (was it made by apply_optical_pass?)")
     model.eval()

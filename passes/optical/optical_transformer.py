@@ -20,9 +20,10 @@ from torch import Tensor
 from ...tools.errors import ConfigError
 from . import quant
 from .registry import register_site, register_technology
-from .sites import SiteBase
+from .sites import RANGE_METHODS, SiteBase
 
 TECHNOLOGY = "optical_transformer"
+OUT_GRANULARITIES = ("tensor", "channel")
 
 
 def _is_int(value) -> bool:
@@ -46,6 +47,12 @@ class OpticalTransformerParams:
         q_init_seed: seed of the output dither (>= 0).
         q_bypass: leave the site as the original op.
         q_dither: stochastic rounding of the output (the reference's behaviour); False rounds.
+        q_range_method: how each batch's range is estimated: ``statistic`` (min/max, or
+            ``q_quantiles``; the reference) or ``mse`` (the clip range minimising each operand's
+            quantization error, searched per site and operand).
+        q_out_granularity: ``tensor`` (one output range per site; the reference) or ``channel``
+            (``fc`` only: one output range per output feature, as per-channel detector gains
+            would give; ranges are then min/max or quantiles per channel).
     """
 
     q_levels: int = 256
@@ -55,6 +62,8 @@ class OpticalTransformerParams:
     q_init_seed: int = 0
     q_bypass: bool = False
     q_dither: bool = True
+    q_range_method: str = "statistic"
+    q_out_granularity: str = "tensor"
 
     def __post_init__(self):
         if not _is_int(self.q_levels) or self.q_levels < 2:
@@ -75,6 +84,10 @@ class OpticalTransformerParams:
         object.__setattr__(self, "q_smooth_factor", float(self.q_smooth_factor))
         if not _is_int(self.q_init_seed) or self.q_init_seed < 0:
             raise ConfigError(f"q_init_seed: must be an integer >= 0, got {self.q_init_seed!r}")
+        if self.q_range_method not in RANGE_METHODS:
+            raise ConfigError(f"q_range_method: must be one of {', '.join(RANGE_METHODS)}, got {self.q_range_method!r}")
+        if self.q_out_granularity not in OUT_GRANULARITIES:
+            raise ConfigError(f"q_out_granularity: must be one of {', '.join(OUT_GRANULARITIES)}, got {self.q_out_granularity!r}")
         for name in ("q_bypass", "q_dither"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name}: must be true or false, got {getattr(self, name)!r}")
@@ -92,6 +105,7 @@ class _OTSite(SiteBase):
         self.levels = params.q_levels
         self.lut_min = params.q_lut_min
         self.dither = params.q_dither
+        self.range_method = params.q_range_method
 
     def _prepare(self) -> bool:
         observing = self.observing()
@@ -112,17 +126,21 @@ class OTLinear(_OTSite):
 
     kind, op = "fc", "linear"
 
-    def __init__(self, params: OpticalTransformerParams, name: str, site_id: int):
+    def __init__(self, params: OpticalTransformerParams, name: str, site_id: int, out_features: int | None = None):
         super().__init__(params, name, site_id)
-        for r in ("x", "w", "out"):
-            self.add_range(r)
+        self.add_range("x")
+        self.add_range("w")
+        per_channel = params.q_out_granularity == "channel"
+        if per_channel and out_features is None:
+            raise ValueError("per-channel output ranges need out_features")
+        self.add_range("out", channels=out_features if per_channel else None)
         self._w_cache: tuple | None = None
 
     def forward(self, x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         observing = self._prepare()
         if observing:
             self.observe("x", x)
-            self.observe("w", weight)
+            self.observe("w", weight, self.lut_min)
         xq = quant.ste(x, quant.quantize(x, self.range("x"), self.levels))
         y = F.linear(xq, self._weight_q(weight, observing))
         if observing:
@@ -156,7 +174,7 @@ class OTMatmul(_OTSite):
         observing = self._prepare()
         if observing:
             self.observe("a", a)
-            self.observe("b", b)
+            self.observe("b", b, self.lut_min)
         aq = quant.ste(a, quant.quantize(a, self.range("a"), self.levels))
         bq = quant.ste(b, quant.quantize(b, self.range("b"), self.levels, self.lut_min))
         y = torch.matmul(aq, bq)
@@ -200,7 +218,8 @@ class OTAttention(torch.nn.Module):
 
 @register_site(TECHNOLOGY, "linear")
 def make_linear(params: OpticalTransformerParams, name: str, site_id: int, match=None) -> OTLinear:
-    return OTLinear(params, name, site_id)
+    weight = match.args[1].meta.get("val") if match is not None and hasattr(match.args[1], "meta") else None
+    return OTLinear(params, name, site_id, out_features=None if weight is None else int(weight.shape[0]))
 
 
 @register_site(TECHNOLOGY, "matmul")

@@ -114,27 +114,57 @@ def hash_uniform(shape: torch.Size, key: Tensor, device: torch.device) -> Tensor
 # Range statistics
 
 
-def batch_range(x: Tensor, quantiles: tuple[float, float] | None) -> Tensor:
+def batch_range(x: Tensor, quantiles: tuple[float, float] | None, per_channel: bool = False) -> Tensor:
     """[lo, hi] of `x` (float32, on x's device): min/max, or the two quantiles.
 
+    With `per_channel`, one range per index of the last dimension: shape (2, C).
     Quantiles use ``torch.kthvalue`` with linear interpolation (torch.quantile's rule), which
     works on tensors of any size (torch.quantile refuses more than 16M elements).
     """
-    flat = x.detach().reshape(-1).float()
+    flat = x.detach().float()
+    flat = flat.reshape(-1, flat.shape[-1]) if per_channel else flat.reshape(-1)
     if quantiles is None:
-        return torch.stack([flat.min(), flat.max()])
+        return torch.stack([flat.amin(dim=0), flat.amax(dim=0)])
     return torch.stack([_quantile(flat, q) for q in quantiles])
 
 
+MSE_GRID = 24  # shrink factors tried by the MSE range search
+MSE_SAMPLE = 1 << 16  # elements the MSE search looks at (a strided subsample of larger tensors)
+
+
+def mse_range(x: Tensor, levels: int, lut_min: float | None = None) -> Tensor:
+    """[lo, hi] minimising the mean squared error of ``quantize(x)`` against `x`.
+
+    Searches ranges ``alpha * [min, max]`` for ``alpha`` from 1 down to 0.2 (clipping outliers
+    buys a finer step for the bulk); the LUT floor, when given, is part of the error. All on the
+    tensor's device, vectorised over the candidates, no host synchronisation.
+    """
+    flat = x.detach().reshape(-1).float()
+    if flat.numel() > MSE_SAMPLE:
+        flat = flat[:: flat.numel() // MSE_SAMPLE]
+    full = torch.stack([flat.min(), flat.max()])
+    alphas = torch.linspace(1.0, 0.2, MSE_GRID, device=flat.device)
+    lo = (full[0] * alphas)[:, None]
+    hi = (full[1] * alphas)[:, None]
+    k = torch.round(to_grid(flat[None, :], lo, hi, levels))
+    q = from_grid(k, lo, hi, levels)
+    if lut_min is not None:
+        q = lut_floor(q, lo, hi, lut_min)
+    err = (q - flat[None, :]).pow(2).mean(dim=1)
+    best = torch.argmin(err)
+    return torch.stack([lo[best, 0], hi[best, 0]])
+
+
 def _quantile(flat: Tensor, q: float) -> Tensor:
-    n = flat.numel()
+    """Quantile `q` of `flat` along dim 0 (linear interpolation, like torch.quantile)."""
+    n = flat.shape[0]
     pos = q * (n - 1)
     below = int(pos)
     frac = pos - below
-    v_lo = torch.kthvalue(flat, below + 1).values
+    v_lo = torch.kthvalue(flat, below + 1, dim=0).values
     if frac == 0.0 or below + 1 >= n:
         return v_lo
-    v_hi = torch.kthvalue(flat, below + 2).values
+    v_hi = torch.kthvalue(flat, below + 2, dim=0).values
     return v_lo + (v_hi - v_lo) * frac
 
 

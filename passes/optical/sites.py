@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from . import quant
 
 STATS_MODES = ("auto", "observe", "frozen")
+RANGE_METHODS = ("statistic", "mse")
 
 
 class SiteBase(nn.Module):
@@ -34,15 +35,19 @@ class SiteBase(nn.Module):
         self.smooth = smooth
         self.quantiles = tuple(quantiles) if quantiles is not None else None
         self.stats_mode = "auto"
+        self.range_method = "statistic"
         self.range_names: list[str] = []
         self._ready: bool | None = None
         self.register_buffer("seed", torch.tensor(seed, dtype=torch.int64))
         self.register_buffer("counter", torch.tensor(0, dtype=torch.int64))
         self.register_load_state_dict_post_hook(lambda module, _keys: module._forget_ready())
 
-    def add_range(self, name: str, init: tuple[float, float] | None = None) -> None:
-        """Register buffers ``<name>_range`` (2,) and ``<name>_observed``; NaN until observed."""
+    def add_range(self, name: str, init: tuple[float, float] | None = None, channels: int | None = None) -> None:
+        """Register buffers ``<name>_range`` ((2,), or (2, channels) for per-channel ranges)
+        and ``<name>_observed``; NaN until observed."""
         value = torch.tensor(init if init is not None else (float("nan"),) * 2, dtype=torch.float32)
+        if channels is not None:
+            value = value[:, None].repeat(1, channels)
         self.register_buffer(f"{name}_range", value)
         self.register_buffer(f"{name}_observed", torch.tensor(init is not None))
         self.range_names.append(name)
@@ -54,10 +59,19 @@ class SiteBase(nn.Module):
         """Whether this call updates the statistics."""
         return self.stats_mode == "observe" or (self.stats_mode == "auto" and self.training)
 
-    def observe(self, name: str, x: Tensor) -> None:
-        """Blend the range of `x` into ``<name>_range`` (EMA; the first observation initialises)."""
+    def observe(self, name: str, x: Tensor, lut_min: float | None = None) -> None:
+        """Blend the range of `x` into ``<name>_range`` (EMA; the first observation initialises).
+
+        The batch's range is its min/max or quantiles (``range_method == "statistic"``), or the
+        clip range minimising the quantization MSE (``"mse"``; `lut_min` is the LUT floor of a
+        weight-side operand, part of that error).
+        """
+        per_channel = self.range(name).dim() == 2
         with torch.no_grad():
-            new = quant.batch_range(x, self.quantiles)
+            if self.range_method == "mse" and not per_channel:
+                new = quant.mse_range(x, getattr(self, "levels", 256), lut_min)
+            else:
+                new = quant.batch_range(x, self.quantiles, per_channel)
             quant.ema_update(self.range(name), getattr(self, f"{name}_observed"), new, self.smooth)
         self._ready = None
 
@@ -87,6 +101,11 @@ class SiteBase(nn.Module):
         if mode not in STATS_MODES:
             raise ValueError(f"stats_mode must be one of {STATS_MODES}, got {mode!r}")
         self.stats_mode = mode
+
+    def set_range_method(self, method: str) -> None:
+        if method not in RANGE_METHODS:
+            raise ValueError(f"range method must be one of {RANGE_METHODS}, got {method!r}")
+        self.range_method = method
 
     def stats(self) -> dict[str, list[float]]:
         """The current ranges as plain lists (NaN where never observed)."""
