@@ -86,9 +86,16 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def load_model(name_or_dir: str, task: str, **kwargs: Any) -> tuple[nn.Module, Any]:
+def load_model(name_or_dir: str, task: str, *, fresh_head: bool = False, **kwargs: Any) -> tuple[nn.Module, Any]:
     """(model, tokenizer) for a task: a folder written by ``optopass.save`` is loaded with
     ``optopass.load``; anything else with ``load_classifier`` and the task's head size.
+
+    Args:
+        name_or_dir: hub name, folder, ``minilm``, or a folder written by ``optopass.save``.
+        task: hub config name of the task; it sets the head size.
+        fresh_head: a checkpoint whose head has another size gets a new head (for starting a
+            fine-tuning from a model trained on another task); else that is an error.
+        **kwargs: passed to ``from_pretrained``.
 
     Raises:
         ModelLoadError: the model cannot be loaded, or its head does not fit the task.
@@ -101,20 +108,27 @@ def load_model(name_or_dir: str, task: str, **kwargs: Any) -> tuple[nn.Module, A
 
     spec = get_task(task)
     if is_saved_transform(name_or_dir):
-        gm = load(name_or_dir)
+        model = load(name_or_dir)
         base = Path(name_or_dir) / "base"
         try:
             tokenizer = AutoTokenizer.from_pretrained(base)
         except (OSError, ValueError) as err:
             raise ModelLoadError(f"{base}: no tokenizer saved with the model ({err})".splitlines()[0]) from None
-        model = gm
     else:
-        model, tokenizer = load_classifier(name_or_dir, num_labels=spec.num_labels, **kwargs)
+        if fresh_head:
+            kwargs["ignore_mismatched_sizes"] = True
+        try:
+            model, tokenizer = load_classifier(name_or_dir, num_labels=spec.num_labels, **kwargs)
+        except RuntimeError as err:  # transformers 5 raises this for a head of another size
+            if "mismatched" not in str(err):
+                raise
+            raise ModelLoadError(
+                f"{name_or_dir}: its classification head does not fit {task} ({spec.num_labels} outputs); "
+                "give a model fine-tuned on this task, or a pretrained encoder"
+            ) from None
     labels = getattr(getattr(model, "capture_info", None), "num_labels", None) or model.config.num_labels
     if labels != spec.num_labels:
-        raise ModelLoadError(
-            f"{name_or_dir}: the model has {labels} outputs but {task} needs {spec.num_labels}"
-        )
+        raise ModelLoadError(f"{name_or_dir}: the model has {labels} outputs but {task} needs {spec.num_labels}")
     return model, tokenizer
 
 
@@ -170,7 +184,7 @@ def train_original(task: str, model_name: str = "minilm", *, glue_dir=None, outp
     from transformers import set_seed
 
     set_seed(seed)
-    model, tokenizer = load_model(model_name, task)
+    model, tokenizer = load_model(model_name, task, fresh_head=True)
     if is_optical(model):
         raise ConfigError(f"{model_name}: already an optical model; train_original takes a plain HF model")
     trained = finetune(model, task, tokenizer, glue_dir=glue_dir, output_dir=output_dir, learning_rate=learning_rate,
@@ -199,7 +213,7 @@ def random_baseline(task: str, model_name: str = "minilm", *, glue_dir=None, see
     from transformers import set_seed
 
     set_seed(seed)
-    model, tokenizer = load_model(model_name, task)
+    model, tokenizer = load_model(model_name, task, fresh_head=True)
     if is_optical(model):
         raise ConfigError(f"{model_name}: random_baseline takes a plain HF model, not an optical one")
     reset_head(model, seed)

@@ -410,14 +410,22 @@ def _prepare_optical(model: nn.Module, ft_stats: str) -> None:
 
 
 def is_calibrated(model: nn.Module) -> bool:
-    """Whether every optical site of ``model`` has observed all of its ranges."""
+    """Whether every optical site of ``model`` has observed all of its ranges (no NaN left in
+    any site's ``stats()``)."""
     from optopass.passes.optical.sites import optical_sites
 
     for _, site in optical_sites(model):
-        for name in getattr(site, "range_names", ()):
-            if not bool(getattr(site, f"{name}_observed")):
-                return False
+        stats = site.stats() if hasattr(site, "stats") else {}
+        values = torch.tensor(_flatten(list(stats.values())), dtype=torch.float64)
+        if bool(torch.isnan(values).any()):
+            return False
     return True
+
+
+def _flatten(values) -> list[float]:
+    if isinstance(values, (list, tuple)):
+        return [v for item in values for v in _flatten(item)]
+    return [float(values)]
 
 
 def _training_arguments(checkpoint_dir: Path, headline: str, *, learning_rate, num_train_epochs, max_steps,
