@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import os
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from torch import nn
 
 from optopass.tools.config import DEFAULT_SKIP
 from optopass.tools.errors import ConfigError, ModelLoadError
+from optopass.tools.glue.data import load_glue
 from optopass.tools.glue.evaluator import evaluate_glue, pad_batch
 from optopass.tools.glue.tasks import get_task
 from optopass.tools.glue.trainer import (
@@ -187,14 +189,49 @@ def train_original(task: str, model_name: str = "minilm", *, glue_dir=None, outp
     model, tokenizer = load_model(model_name, task, fresh_head=True)
     if is_optical(model):
         raise ConfigError(f"{model_name}: already an optical model; train_original takes a plain HF model")
+    if get_task(task).is_regression:
+        center_regression_head(model, task, glue_dir=glue_dir, max_train_samples=train_kwargs.get("max_train_samples"))
     trained = finetune(model, task, tokenizer, glue_dir=glue_dir, output_dir=output_dir, learning_rate=learning_rate,
                        seed=seed, max_seq_length=max_seq_length, per_device_eval_batch_size=eval_batch_size,
-                       max_eval_samples=max_eval_samples, progress=progress, **train_kwargs)
+                       max_eval_samples=max_eval_samples, progress=progress, final_eval=False, **train_kwargs)
     metrics, n = score(trained.model, task, tokenizer, glue_dir=glue_dir, batch_size=eval_batch_size,
                        max_seq_length=max_seq_length, max_eval_samples=max_eval_samples, device=device,
                        dtype=dtype, progress=progress)
     return StageResult("original", task, metrics, n, trained.model, tokenizer, trained.output_dir,
-                       info={"settings": trained.settings, "train": trained.train_metrics})
+                       info={"settings": trained.settings, "train": trained.train_metrics,
+                             "log_history": trained.log_history})
+
+
+def center_regression_head(model: nn.Module, task: str, *, glue_dir=None, max_train_samples: int | None = None) -> float:
+    """Sets the output bias of a regression head to the mean training label; returns it.
+
+    A fresh head outputs ~0 while STS-B scores lie in [0, 5] (mean ~2.7), so the first MSE
+    gradients mostly move every prediction up by the same amount, pushing hard on the encoder
+    for no ranking gain. Starting at the mean leaves the loss with the label variance only, and
+    the gradients with what correlates with the score. Spearman/Pearson do not depend on it.
+    """
+    from optopass.tools.glue.trainer import SUBSET_SEED
+
+    data = load_glue(task, "train", glue_dir)
+    if max_train_samples is not None and max_train_samples < len(data):
+        data = data.shuffle(seed=SUBSET_SEED).select(range(max_train_samples))
+    mean = float(statistics.fmean(data["label"]))
+    output = _head_output_layer(model)
+    with torch.no_grad():
+        output.bias.fill_(mean)
+    return mean
+
+
+def _head_output_layer(model: nn.Module) -> nn.Linear:
+    """The last ``nn.Linear`` of the classification head (the one that makes the logits)."""
+    for name in ("classifier", "score"):
+        head = getattr(model, name, None)
+        if head is None:
+            continue
+        layers = [m for m in head.modules() if isinstance(m, nn.Linear)]
+        if layers and layers[-1].bias is not None:
+            return layers[-1]
+    raise ConfigError(f"{type(model).__name__}: no classification head with a bias found")
 
 
 def random_baseline(task: str, model_name: str = "minilm", *, glue_dir=None, seed: int = 0,
@@ -338,12 +375,13 @@ def optical_finetune(original: nn.Module | str, task: str, cfg=None, *, tokenize
     trained = finetune(gm, task, tokenizer, glue_dir=glue_dir, output_dir=output_dir, learning_rate=learning_rate,
                        seed=seed, ft_stats=ft_stats, max_seq_length=max_seq_length,
                        per_device_eval_batch_size=eval_batch_size, max_eval_samples=max_eval_samples,
-                       progress=progress, **train_kwargs)
+                       progress=progress, final_eval=False, **train_kwargs)
     metrics, n = score(trained.model, task, tokenizer, glue_dir=glue_dir, batch_size=eval_batch_size,
                        max_seq_length=max_seq_length, max_eval_samples=max_eval_samples, device=device,
                        dtype=dtype, progress=progress)
     return StageResult(setting, task, metrics, n, trained.model, tokenizer, trained.output_dir,
-                       info={"settings": trained.settings, "train": trained.train_metrics})
+                       info={"settings": trained.settings, "train": trained.train_metrics,
+                             "log_history": trained.log_history})
 
 
 __all__ = [

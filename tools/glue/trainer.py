@@ -193,6 +193,7 @@ def finetune(
     progress: bool = True,
     use_cpu: bool = False,
     callbacks: Sequence[Any] | None = None,
+    final_eval: bool = True,
     trainer_overrides: Mapping[str, Any] | None = None,
 ) -> FinetuneResult:
     """Fine-tunes ``model`` on the training split of a GLUE task and writes it to ``output_dir``.
@@ -235,6 +236,8 @@ def finetune(
         progress: show the Trainer's progress bars.
         use_cpu: train on the CPU even when CUDA is available.
         callbacks: extra ``transformers.TrainerCallback`` objects.
+        final_eval: evaluate the final model with the Trainer (skipped when ``eval_strategy``
+            is ``no``); the result is :attr:`FinetuneResult.metrics`.
         trainer_overrides: further ``TrainingArguments`` fields, set last.
 
     Returns:
@@ -290,7 +293,7 @@ def finetune(
     )
     train_output = trainer.train(resume_from_checkpoint=resume)
     model = trainer.model
-    metrics = trainer.evaluate(eval_set) if evaluating or max_eval_samples is not None else {}
+    metrics = trainer.evaluate(eval_set) if evaluating and final_eval else {}
     metrics = {key.removeprefix("eval_"): value for key, value in metrics.items()}
     settings = {
         "task": task, "optical": optical, "learning_rate": learning_rate, "ft_stats": ft_stats if optical else None,
