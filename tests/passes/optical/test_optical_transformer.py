@@ -317,9 +317,15 @@ def test_rounding_up_frequency_equals_the_fractional_grid_position():
             assert abs(float(freq[in_bin].mean() - frac[in_bin].mean())) < 0.03
 
 
-def test_uniform_noise_is_uniform_and_uncorrelated():
+# uniform_noise is what the sites call; a device-specific generator behind it (the counter hash
+# used off the CPU) is tested directly as well, since this CPU run would not reach it otherwise.
+NOISE_FUNCTIONS = [quant.uniform_noise] + [getattr(quant, n) for n in ("hash_uniform",) if hasattr(quant, n)]
+
+
+@pytest.mark.parametrize("noise", NOISE_FUNCTIONS, ids=lambda f: f.__name__)
+def test_noise_is_uniform_and_uncorrelated(noise):
     key = quant.stream_key(torch.tensor(0), 4, torch.tensor(7))
-    u = quant.uniform_noise(torch.Size([200_000]), key, torch.device("cpu"))
+    u = noise(torch.Size([200_000]), key, torch.device("cpu"))
     assert u.dtype == torch.float32 and (u >= 0).all() and (u < 1).all()
     assert scipy.stats.kstest(u.double().numpy(), "uniform").pvalue > 1e-3
     assert abs(float(u.double().mean()) - 0.5) < 0.003
@@ -328,15 +334,16 @@ def test_uniform_noise_is_uniform_and_uncorrelated():
     for lag in (1, 2, 64):
         r = float((c[:-lag] * c[lag:]).mean() / c.var())
         assert abs(r) < 0.01, lag
-    grid = quant.uniform_noise(torch.Size([400, 500]), key, torch.device("cpu")).double() - 0.5
+    grid = noise(torch.Size([400, 500]), key, torch.device("cpu")).double() - 0.5
     assert abs(float((grid[:-1] * grid[1:]).mean() / grid.var())) < 0.01  # vertical neighbours
-    assert u.unique().numel() > 190_000  # 24-bit resolution, not a short period
+    assert u.unique().numel() > 190_000  # fine resolution, not a short period
 
 
-def test_different_keys_and_counters_give_independent_streams():
+@pytest.mark.parametrize("noise", NOISE_FUNCTIONS, ids=lambda f: f.__name__)
+def test_different_keys_and_counters_give_independent_streams(noise):
     cpu, shape = torch.device("cpu"), torch.Size([50_000])
     streams = {
-        (seed, site, counter): quant.uniform_noise(shape, quant.stream_key(torch.tensor(seed), site, torch.tensor(counter)), cpu)
+        (seed, site, counter): noise(shape, quant.stream_key(torch.tensor(seed), site, torch.tensor(counter)), cpu)
         for seed in (0, 1) for site in (0, 2) for counter in (0, 1)
     }
     keys = list(streams)
@@ -345,7 +352,7 @@ def test_different_keys_and_counters_give_independent_streams():
             a, b = streams[ki].double() - 0.5, streams[kj].double() - 0.5
             assert not torch.equal(streams[ki], streams[kj]), (ki, kj)
             assert abs(float((a * b).mean() / (a.std() * b.std()))) < 0.02, (ki, kj)
-    again = quant.uniform_noise(shape, quant.stream_key(torch.tensor(1), 2, torch.tensor(1)), cpu)
+    again = noise(shape, quant.stream_key(torch.tensor(1), 2, torch.tensor(1)), cpu)
     assert torch.equal(again, streams[(1, 2, 1)])
 
 
