@@ -9,6 +9,7 @@ dropouts appear in the graph; ``passes/train_mode.py`` then makes them follow ``
 
 from __future__ import annotations
 
+import copy
 import inspect
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,6 +86,14 @@ class OpticalGraphModule(torch.fx.GraphModule):
                 value = (torch.ones_like if info.defaults[name] == "ones" else torch.zeros_like)(first, dtype=torch.long)
             out[name] = value
         return out
+
+    def __deepcopy__(self, memo):
+        # GraphModule's deepcopy rebuilds the module and keeps only its own attributes
+        copied = super().__deepcopy__(memo)
+        for name in ("capture_info", "optical_config", "optical_record"):
+            if name in self.__dict__:
+                copied.__dict__[name] = copy.deepcopy(self.__dict__[name], memo)
+        return copied
 
     def _apply(self, fn, recurse=True):
         before = _param_placement(self)

@@ -71,6 +71,9 @@ class OpticalConfig:
     overrides: tuple[Override, ...] = ()
     source: str | None = None
 
+    def __deepcopy__(self, memo) -> OpticalConfig:
+        return self  # immutable (frozen, read-only mappings, which deepcopy cannot copy): share it
+
     def params_for(self, kind: str, site: str) -> tuple[str, Any]:
         """The (technology, parameters) of site path `site` of `kind`, overrides applied."""
         kind_cfg = self.kinds[kind]

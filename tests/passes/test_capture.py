@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -159,3 +161,21 @@ def test_a_plain_two_linear_module_is_captured_and_both_linears_rewritten(graph_
     for batch in (1, 4, 9):  # the batch dimension stays dynamic
         assert gm(torch.randn(batch, 8)).shape == (batch, 4)
     assert gm(x=torch.randn(3, 8)).shape == (3, 4)
+
+
+def test_a_deep_copy_is_an_independent_working_model(tiny, make_inputs):
+    model, gm = tiny.capture("roberta", "eager", "bypass")
+    copied = copy.deepcopy(gm)
+    inputs = make_inputs(2, 7)
+    labels = torch.tensor([1, 0])
+    with torch.no_grad():
+        want = gm(**inputs, labels=labels)
+        got = copied(**inputs, labels=labels)
+        assert type(got) is type(want)
+        assert torch.equal(got.logits, want.logits) and torch.equal(got.loss, want.loss)
+        assert copied.optical_record.sites == gm.optical_record.sites
+        assert copied.optical_config.to_dict() == gm.optical_config.to_dict()
+        copied.get_parameter("classifier.out_proj.bias").add_(1.0)
+        assert torch.equal(gm(**inputs).logits, want.logits)  # the original is untouched
+        assert torch.equal(model(**inputs).logits, want.logits)
+        torch.testing.assert_close(copied(**inputs).logits, want.logits + 1.0)
