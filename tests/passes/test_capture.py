@@ -13,7 +13,7 @@ import optopass
 from optopass.passes.optical.rewrite import SITES_PREFIX
 from optopass.tools.errors import CaptureError
 
-SHAPES = [(1, 5), (3, 12), (2, 16), (4, 1)]
+SHAPES = [(1, 5), (3, 12), (2, 16), (4, 1), (2, 40)]  # capture saw (2, 16)
 
 
 def _outputs_equal(a, b) -> bool:
