@@ -21,7 +21,7 @@ from torch import nn
 
 import optopass
 from optopass.passes.optical import quant
-from optopass.passes.optical.optical_transformer import OpticalTransformerParams, OTLinear, OTMatmul
+from optopass.passes.optical.optical_transformer import OpticalTransformerParams, OTAttention, OTLinear, OTMatmul
 from optopass.passes.optical.sites import optical_sites
 
 mase = pytest.importorskip("mase_triton.optical_compute.functional")
@@ -185,6 +185,43 @@ def test_rounding_is_half_to_even():
     x = torch.tensor([0.5, 1.5, 2.5, 3.5, 0.49, 0.51])
     got = quant.quantize(x, torch.tensor([0.0, 4.0]), 5)
     assert got.tolist() == [0.0, 2.0, 2.0, 4.0, 0.0, 1.0]
+
+
+@pytest.mark.parametrize("mask_kind", ["none", "additive", "bool"])
+def test_sdpa_site_without_dither_equals_float64_reference(mask_kind):
+    levels, lut_min = 128, 0.020040
+    gen = torch.Generator().manual_seed(17)
+    q, k, v = (torch.randn(2, 4, 6, 8, generator=gen) for _ in range(3))
+    keep = torch.ones(2, 1, 1, 6, dtype=torch.bool)
+    keep[1, ..., 4:] = False  # the second row pads its last two keys
+    mask = {"none": None, "additive": torch.where(keep, 0.0, torch.finfo(torch.float32).min), "bool": keep}[mask_kind]
+    scale = 8 ** -0.5
+    site = OTAttention(params(q_levels=levels, q_lut_min=lut_min, q_dither=False), "attn", 0)
+    r_qk = {"a": quantile_range(q), "b": quantile_range(k)}
+    q = away_from_ties(q, *r_qk["a"], levels)
+    k = away_from_ties(k, *r_qk["b"], levels)
+    _, s_ref = ref_matmul(q, k.transpose(-2, -1), {**r_qk, "out": (-1.0, 1.0)}, levels, lut_min)
+    r_qk["out"] = quantile_range(s_ref, 0.01, 0.99)
+    r_pv = {"a": (0.0, 1.0), "b": quantile_range(v)}
+    v = away_from_ties(v, *r_pv["b"], levels)
+    r_pv["out"] = (-2.0, 2.0)
+    set_ranges(site.qk, **r_qk)
+    set_ranges(site.pv, **r_pv)
+    site.eval()
+    r_qk, r_pv = ranges_of(site.qk), ranges_of(site.pv)
+    # reference: optical Q·Kᵀ -> scale -> mask -> softmax -> optical P·V
+    scores, s_ref = ref_matmul(q, k.transpose(-2, -1), r_qk, levels, lut_min)
+    scores = scores * scale
+    if mask is not None:
+        scores = scores.masked_fill(~keep, float("-inf"))
+    probs = torch.softmax(scores, dim=-1)
+    want, y_ref = ref_matmul(probs, v, r_pv, levels, lut_min)
+    with torch.no_grad():
+        got = site(q, k, v, attn_mask=mask)
+    # a query row whose scores hold a half-step tie may round differently in float32
+    clean_rows = ~near_tie(s_ref, *r_qk["out"], levels).any(dim=-1) & ~near_tie(probs, *r_pv["a"], levels).any(dim=-1)
+    assert clean_rows.float().mean() > 0.8
+    assert_matches_reference(got[clean_rows], want[clean_rows], y_ref[clean_rows], r_pv["out"], levels)
 
 
 # ------------------------------------------------------------------------------------------------
