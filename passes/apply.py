@@ -22,7 +22,8 @@ def apply_optical_pass(model: nn.Module, config: OpticalConfig | dict | str | No
 
     Args:
         model: any ``nn.Module``; for a Hugging Face model, example inputs are built from its
-            config when not given. The model itself is not modified.
+            config when not given. The returned module shares the model's parameters (no
+            copy): training it, or moving it to another dtype, changes the model too.
         config: an ``OpticalConfig``, a mapping or YAML path for ``load_config``, or None for
             the default ``transform_cfg.yaml``.
         example_inputs: keyword (dict) or positional (tuple) example inputs for the capture.

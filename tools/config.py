@@ -131,6 +131,8 @@ def load_config(path_or_dict: str | Path | Mapping[str, Any] | OpticalConfig | N
         path_or_dict = DEFAULT_CONFIG_PATH
     if isinstance(path_or_dict, Mapping):
         return _build(copy.deepcopy(dict(path_or_dict)), source=None, lines={})
+    if not isinstance(path_or_dict, (str, Path)):
+        raise ConfigError(f"config: expected a YAML path or a mapping, got {type(path_or_dict).__name__}")
     path = Path(path_or_dict)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")

@@ -31,8 +31,10 @@ FORMAT_VERSION = 1
 _INTERNAL_PREFIXES = (f"{SITES_PREFIX}.", "mode_aware.")
 
 
-def _base_state(gm: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in gm.state_dict().items() if not k.startswith(_INTERNAL_PREFIXES)}
+def _base_state(gm: torch.nn.Module, hf_model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The HF model's own state (its keys only), with the transformed model's current values."""
+    wanted = set(hf_model.state_dict())
+    return {k: v for k, v in gm.state_dict().items() if k in wanted and not k.startswith(_INTERNAL_PREFIXES)}
 
 
 def _optical_state(gm: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -57,7 +59,7 @@ def save(gm: torch.nn.Module, directory: str | Path, tokenizer: Any = None) -> P
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
-        info.hf_model.save_pretrained(tmp / "base", state_dict=_base_state(gm))
+        info.hf_model.save_pretrained(tmp / "base", state_dict=_base_state(gm, info.hf_model))
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp / "base")
         (tmp / "optical_config.yaml").write_text(yaml.safe_dump(gm.optical_config.to_dict(), sort_keys=False))

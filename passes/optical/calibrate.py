@@ -62,4 +62,6 @@ def calibrate(model: nn.Module, batches: Iterable[Mapping[str, torch.Tensor]], *
         set_stats_mode(model, "auto")
         raise ValueError("calibrate: no batch given")
     set_stats_mode(model, "frozen" if freeze else "auto")
+    for _, site in optical_sites(model):
+        site.check_ready()  # caches readiness on the host, so a compiled forward needs no sync
     return model

@@ -59,8 +59,11 @@ def dither_quantize(x: Tensor, rng: Tensor, levels: int, noise: Tensor | None) -
 
 
 # ---------------------------------------------------------------------------------------------
-# Counter-based dither: a stateless hash of (key, element index), so the global torch RNG is
-# never touched, the stream is identical on every device, and it compiles into the consumer.
+# Dither streams: keyed by (seed, site, call counter); the global torch RNG is never touched.
+# On accelerators, and under compile, a stateless hash of (key, element index) that needs no
+# host value and fuses into its consumer; in eager CPU code a private torch.Generator (faster
+# there). The two give different (equally uniform) streams, so a model moved between CPU and
+# GPU does not repeat its dither call for call.
 
 
 def _mulmod32(x: Tensor, c: int) -> Tensor:
