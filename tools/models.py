@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .errors import ModelLoadError
 
 MINILM_ALIAS = "minilm"
@@ -42,7 +44,8 @@ def load_classifier(name_or_path: str | None, num_labels: int | None = None, **k
         name_or_path: hub name (``roberta-base``), local folder, or ``minilm`` / None for the
             bundled MiniLM encoder.
         num_labels: number of outputs of the head (1 = regression); default: the checkpoint's.
-        **kwargs: passed to ``from_pretrained`` (e.g. ``attn_implementation``).
+        **kwargs: passed to ``from_pretrained`` (e.g. ``attn_implementation``); ``dtype``
+            defaults to float32 (transformers 5 would otherwise keep the checkpoint's dtype).
 
     Raises:
         ModelLoadError: the folder does not exist, or the hub cannot be reached.
@@ -55,6 +58,7 @@ def load_classifier(name_or_path: str | None, num_labels: int | None = None, **k
         raise ModelLoadError(f"model path {name!r} does not exist (give a folder with config.json, or a hub name)")
     if num_labels is not None:
         kwargs["num_labels"] = num_labels
+    kwargs.setdefault("dtype", torch.float32)  # fp32 master weights, even from an fp16 checkpoint
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the "newly initialized head" warning is expected here
     try:
