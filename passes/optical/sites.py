@@ -36,6 +36,7 @@ class SiteBase(nn.Module):
         self.quantiles = tuple(quantiles) if quantiles is not None else None
         self.stats_mode = "auto"
         self.range_method = "statistic"
+        self.enabled = True  # False: compute the original op (for per-site sensitivity studies)
         self.range_names: list[str] = []
         self._ready: bool | None = None
         self.register_buffer("seed", torch.tensor(seed, dtype=torch.int64))
