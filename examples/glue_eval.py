@@ -20,6 +20,7 @@ Outputs in ``--out``:
 ``tables.png``                   the same as bar charts
 ``glue_<model>.csv``             long format, columns ``setting,seed,task,metric,score``
 ``site_report.csv``              per-site report (``optopass.report``) of each calibrated model
+``run.json``                     the arguments, which rows were not available, seconds per stage
 ``models/<task>/seed<k>/...``    the fine-tuned models (``original``, ``ot_ft``, ...)
 
 Examples::
@@ -53,6 +54,7 @@ import re
 import statistics
 import sys
 import tempfile
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,13 +195,14 @@ class Study:
     scores: dict
     status: dict[str, str]
     site_rows: list[dict[str, Any]]
+    timings: list[dict[str, Any]]
 
     def add(self, stage: pipeline.StageResult, seed: int) -> None:
         self.scores[stage.setting][stage.task][seed] = stage.metrics
 
 
 def new_study(tasks: list[str], seeds: list[int]) -> Study:
-    return Study(tasks, seeds, defaultdict(lambda: defaultdict(dict)), {}, [])
+    return Study(tasks, seeds, defaultdict(lambda: defaultdict(dict)), {}, [], [])
 
 
 def run_study(args: argparse.Namespace) -> Study:
@@ -245,13 +248,21 @@ def run_one(args, study: Study, task: str, seed: int, glue_dir, technologies: di
     models = out / "models" / task / f"seed{seed}"
     prefixes = {"optical_transformer": "ot", "squeezelight": "squeezelight"}
 
-    def step(name: str) -> None:
-        bar.set_postfix_str(f"{task} seed {seed}: {name}")
+    clock = [time.perf_counter(), None]
 
+    def step(name: str) -> None:
+        """Starts timing stage `name` (and closes the previous one)."""
+        now = time.perf_counter()
+        if clock[1] is not None:
+            study.timings.append({"task": task, "seed": seed, "stage": clock[1], "seconds": round(now - clock[0], 2)})
+        clock[:] = [now, name]
+        if name is not None:
+            bar.set_postfix_str(f"{task} seed {seed}: {name}")
+
+    step("original")
     if args.eval_only:
         original, tokenizer = eval_only_original(args.eval_only, task, seed, study, eval_opts, 2 * args.batch_size)
     else:
-        step("original")
         stage = pipeline.train_original(task, args.model, output_dir=models / "original", learning_rate=lr, seed=seed,
                                         num_train_epochs=args.epochs, eval_batch_size=2 * args.batch_size,
                                         **train_opts, **eval_opts)
@@ -291,6 +302,7 @@ def run_one(args, study: Study, task: str, seed: int, glue_dir, technologies: di
                                            **train_opts, **eval_opts)
             study.add(ft, seed)
         bar.update(1)
+    step(None)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -476,7 +488,7 @@ def write_chart(study: Study, path: Path, model: str) -> bool:
     return True
 
 
-def write_outputs(study: Study, out: Path, model: str) -> dict[str, Path]:
+def write_outputs(study: Study, out: Path, model: str, run_args: dict | None = None) -> dict[str, Path]:
     """Writes every output file through a temporary folder; returns name -> path."""
     out.mkdir(parents=True, exist_ok=True)
     files = {
@@ -485,6 +497,7 @@ def write_outputs(study: Study, out: Path, model: str) -> dict[str, Path]:
         "tables_csv": out / "tables.csv",
         "chart": out / "tables.png",
         "site_report": out / "site_report.csv",
+        "run": out / "run.json",
     }
     with tempfile.TemporaryDirectory(prefix=".glue_eval-", dir=out) as scratch:
         staged = {key: Path(scratch) / path.name for key, path in files.items()}
@@ -493,6 +506,8 @@ def write_outputs(study: Study, out: Path, model: str) -> dict[str, Path]:
             writer.writerow(CSV_HEADER)
             writer.writerows(long_rows(study))
         write_markdown(study, staged["tables_md"], model_short_name(model))
+        staged["run"].write_text(json.dumps({"args": run_args, "status": study.status, "timings": study.timings},
+                                            indent=2, default=str))
         write_tables_csv(study, staged["tables_csv"])
         if not write_chart(study, staged["chart"], model_short_name(model)):
             del staged["chart"]
@@ -516,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.eval_only and not Path(args.eval_only).is_dir():
             raise ConfigError(f"--eval-only: {args.eval_only}: folder not found")
         study = run_study(args)
-        files = write_outputs(study, Path(args.out), args.model)
+        files = write_outputs(study, Path(args.out), args.model, vars(args))
     except OptopassError as err:
         print(f"glue_eval.py: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR

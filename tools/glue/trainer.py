@@ -259,6 +259,7 @@ def finetune(
         eval_strategy=eval_strategy, eval_steps=eval_steps, save_total_limit=save_total_limit, ft_stats=ft_stats,
         bf16=bf16, fp16=fp16, use_cpu=use_cpu, logging_steps=logging_steps,
     )
+    use_cpu = use_cpu or not torch.cuda.is_available()  # the Trainer's bf16 check asks for it on CPU
     output_dir = Path(output_dir)
     checkpoint_dir = output_dir / CHECKPOINTS
     resume = _resolve_resume(resume_from_checkpoint, checkpoint_dir)
@@ -292,7 +293,7 @@ def finetune(
         callbacks=list(callbacks or []),
     )
     train_output = trainer.train(resume_from_checkpoint=resume)
-    model = trainer.model
+    model = drop_autocast_wrapper(trainer.accelerator.unwrap_model(trainer.model))
     metrics = trainer.evaluate(eval_set) if evaluating and final_eval else {}
     metrics = {key.removeprefix("eval_"): value for key, value in metrics.items()}
     settings = {
@@ -328,6 +329,21 @@ class OpticalTrainer(Trainer):
         super()._save(output_dir, state_dict=state_dict)
         if self.args.should_save:
             save_transform_into(self.accelerator.unwrap_model(self.model), output_dir, self.processing_class)
+
+
+def drop_autocast_wrapper(model: nn.Module) -> nn.Module:
+    """Gives ``model`` its class's ``forward`` back.
+
+    For mixed precision, accelerate replaces ``model.forward`` by an autocast wrapper (an
+    instance attribute, the original kept as ``_original_forward``). Left in place, a later
+    ``apply_optical_pass`` traces the whole model inside an autocast region, where the rewrite
+    finds no linear layer. accelerate's own ``unwrap_model(keep_fp32_wrapper=False)`` also peels
+    the ``transformers`` decorators off ``forward``; dropping the instance attributes does not.
+    """
+    if "_original_forward" in model.__dict__:
+        model.__dict__.pop("forward", None)
+        model.__dict__.pop("_original_forward", None)
+    return model
 
 
 def save_transform_into(gm: nn.Module, directory: str | os.PathLike, tokenizer: Any = None) -> None:
