@@ -106,6 +106,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--optical-epochs", type=float, default=None, help="epochs of the optical fine-tuning (default: --epochs)")
     p.add_argument("--max-steps", type=int, default=-1, help="steps of each fine-tuning; overrides the epochs (-1: off)")
     p.add_argument("--max-train-samples", type=int, default=None, help="cap of training rows per task (quick runs)")
+    p.add_argument("--optical-max-train-samples", type=int, default=None,
+                   help="cap of training rows of the optical fine-tunings (default: --max-train-samples); an "
+                   "optical step costs 3-5x a plain one (Optical Transformer) or more (SqueezeLight)")
     p.add_argument("--max-eval-samples", type=int, default=None, help="cap of validation rows per task")
     p.add_argument("--max-seq-length", type=int, default=128, help="longest tokenized input")
     p.add_argument("--calibrate-batches", type=int, default=32,
@@ -164,7 +167,7 @@ def check_options(args: argparse.Namespace) -> None:
         value = getattr(args, flag)
         if value < 1:
             raise ConfigError(f"--{flag.replace('_', '-')}: must be an integer >= 1, got {value}")
-    for flag in ("max_train_samples", "max_eval_samples"):
+    for flag in ("max_train_samples", "optical_max_train_samples", "max_eval_samples"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise ConfigError(f"--{flag.replace('_', '-')}: must be an integer >= 1, got {value}")
@@ -245,6 +248,7 @@ def run_one(args, study: Study, task: str, seed: int, glue_dir, technologies: di
                      dtype="bf16" if args.bf16 else None, progress=progress)
     train_opts = dict(max_steps=args.max_steps, per_device_train_batch_size=args.batch_size, bf16=args.bf16,
                       max_train_samples=args.max_train_samples, keep_checkpoints=args.keep_checkpoints)
+    optical_rows = args.optical_max_train_samples or args.max_train_samples
     models = out / "models" / task / f"seed{seed}"
     prefixes = {"optical_transformer": "ot", "squeezelight": "squeezelight"}
 
@@ -299,7 +303,7 @@ def run_one(args, study: Study, task: str, seed: int, glue_dir, technologies: di
                                            ft_stats=args.ft_stats, learning_rate=optical_lr, seed=seed,
                                            num_train_epochs=args.optical_epochs or args.epochs,
                                            eval_batch_size=2 * args.batch_size, setting=f"{prefix}_ft",
-                                           **train_opts, **eval_opts)
+                                           **{**train_opts, "max_train_samples": optical_rows}, **eval_opts)
             study.add(ft, seed)
         bar.update(1)
     step(None)
