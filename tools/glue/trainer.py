@@ -553,8 +553,8 @@ _OPTION_RULES = {
     "warmup_ratio": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
     "weight_decay": (_non_negative_number, "a number >= 0"),
     "max_grad_norm": (_non_negative_number, "a number >= 0"),
-    "eval_strategy": (lambda v: v in EVAL_STRATEGIES, ", ".join(EVAL_STRATEGIES)),
-    "ft_stats": (lambda v: v in FT_STATS_MODES, ", ".join(FT_STATS_MODES)),
+    "eval_strategy": (lambda v: v in EVAL_STRATEGIES, "one of " + ", ".join(EVAL_STRATEGIES)),
+    "ft_stats": (lambda v: v in FT_STATS_MODES, "one of " + ", ".join(FT_STATS_MODES)),
 }
 
 
