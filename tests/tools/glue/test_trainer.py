@@ -72,7 +72,7 @@ def calibrate_on(gm, task, tokenizer, glue_dir, n_batches=2, batch_size=8):
     return gm
 
 
-MAXLEN = 64
+STSB_MAX_SEQ_LENGTH = 64
 QUICK = dict(per_device_train_batch_size=8, max_train_samples=64, max_eval_samples=16, logging_steps=1,
              progress=False, save_total_limit=5)
 
@@ -112,10 +112,10 @@ def test_stsb_short_finetune_of_minilm_improves_spearman(real_glue_dir, tmp_path
     model, tok = pipeline.load_model("minilm", "stsb", fresh_head=True)
     mean = pipeline.center_regression_head(model, "stsb", glue_dir=real_glue_dir, max_train_samples=512)
     assert 2 < mean < 3.5
-    opts = dict(glue_dir=real_glue_dir, max_seq_length=MAXLEN, max_eval_samples=200, batch_size=64, progress=False)
+    opts = dict(glue_dir=real_glue_dir, max_seq_length=STSB_MAX_SEQ_LENGTH, max_eval_samples=200, batch_size=64, progress=False)
     before, _ = pipeline.score(model, "stsb", tok, **opts)
     trained = finetune(model, "stsb", tok, glue_dir=real_glue_dir, output_dir=tmp_path / "stsb", learning_rate=2e-4,
-                       max_steps=12, per_device_train_batch_size=16, max_train_samples=512, max_seq_length=MAXLEN,
+                       max_steps=12, per_device_train_batch_size=16, max_train_samples=512, max_seq_length=STSB_MAX_SEQ_LENGTH,
                        eval_strategy="no", seed=0, progress=False)
     after, _ = pipeline.score(trained.model, "stsb", tok, **opts)
     assert after["spearmanr"] > before["spearmanr"] + 0.2
