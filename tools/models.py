@@ -69,6 +69,12 @@ def load_classifier(name_or_path: str | None, num_labels: int | None = None, **k
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         hint = "" if Path(name).is_dir() else " (offline? set HF_HUB_OFFLINE=0 with network, or give a local folder)"
         raise ModelLoadError(f"cannot load {where} {name!r}{hint}: {first}") from None
+    except RuntimeError as err:  # transformers 5: a checkpoint head of another size than num_labels
+        if "mismatched" not in str(err):
+            raise
+        raise ModelLoadError(
+            f"cannot load {name!r} with num_labels={num_labels}: its classification head has another size"
+        ) from None
     finally:
         hf_logging.set_verbosity(verbosity)
     return model, tokenizer

@@ -119,15 +119,7 @@ def load_model(name_or_dir: str, task: str, *, fresh_head: bool = False, **kwarg
     else:
         if fresh_head:
             kwargs["ignore_mismatched_sizes"] = True
-        try:
-            model, tokenizer = load_classifier(name_or_dir, num_labels=spec.num_labels, **kwargs)
-        except RuntimeError as err:  # transformers 5 raises this for a head of another size
-            if "mismatched" not in str(err):
-                raise
-            raise ModelLoadError(
-                f"{name_or_dir}: its classification head does not fit {task} ({spec.num_labels} outputs); "
-                "give a model fine-tuned on this task, or a pretrained encoder"
-            ) from None
+        model, tokenizer = load_classifier(name_or_dir, num_labels=spec.num_labels, **kwargs)
     labels = getattr(getattr(model, "capture_info", None), "num_labels", None) or model.config.num_labels
     if labels != spec.num_labels:
         raise ModelLoadError(f"{name_or_dir}: the model has {labels} outputs but {task} needs {spec.num_labels}")
