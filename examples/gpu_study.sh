@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The GPU study behind results/: run on a machine with 2 GPUs (one works, serially).
+#   bash examples/gpu_study.sh OUT_DIR GLUE_DIR MODEL_DIR [PHASE...]
+# Phases: bench, glue, ptq, ddp (default: all). Logs and result files go under OUT_DIR.
+set -u
+OUT=${1:?out dir}; GLUE=${2:?glue dir}; MODEL=${3:?model dir}; shift 3
+PHASES=${*:-bench glue ptq ddp}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1
+CLI="python -m optopass.tools.cli"
+NGPU=$(python -c 'import torch; print(torch.cuda.device_count())')
+run_bench() {
+  CUDA_VISIBLE_DEVICES=$((NGPU - 1)) $CLI bench --json > "$OUT/bench.json" 2> "$OUT/bench.log"
+  CUDA_VISIBLE_DEVICES=$((NGPU - 1)) python -c "
+import json; from optopass.tools.bench import Row, format_rows
+print(format_rows([Row(**r) for r in json.load(open('$OUT/bench.json'))]))" > "$OUT/bench.txt" 2>> "$OUT/bench.log"
+}
+run_glue() {
+  CUDA_VISIBLE_DEVICES=0 python examples/glue_eval.py --model "$MODEL" --glue-dir "$GLUE" --out "$OUT/glue" \
+    --tasks sst2 mrpc cola stsb rte --seeds 1 --bf16 --batch-size 32 --epochs 3 --optical-epochs 1 \
+    --max-train-samples 20000 --keep-checkpoints --no-progress > "$OUT/glue.log" 2>&1
+}
+run_ptq() {
+  CUDA_VISIBLE_DEVICES=0 python examples/ptq_study.py --runs "$OUT/glue" --glue-dir "$GLUE" --out "$OUT/ptq" \
+    --dtype bf16 > "$OUT/ptq.log" 2>&1
+}
+run_ddp() {
+  [ "$NGPU" -ge 2 ] || { echo "ddp: needs 2 GPUs" > "$OUT/ddp.log"; return; }
+  torchrun --nproc_per_node=2 -m optopass.tools.cli finetune --model "$OUT/glue/models/mrpc/seed1/original" \
+    --task mrpc --glue-dir "$GLUE" --cfg transform_cfg.yaml --out "$OUT/ddp_mrpc" --max-steps 60 --bf16 \
+    --per-device-train-batch-size 16 > "$OUT/ddp.log" 2>&1
+}
+for phase in $PHASES; do
+  case $phase in
+    bench) run_bench & BENCH_PID=$! ;;
+    glue) run_glue ;;
+    ptq) run_ptq ;;
+    ddp) run_ddp ;;
+  esac
+done
+[ -n "${BENCH_PID:-}" ] && wait "$BENCH_PID"
+echo "phases done: $PHASES"

@@ -1,0 +1,218 @@
+"""Where the post-training optical transform loses accuracy, and what range estimation wins back.
+
+Takes the task-fine-tuned originals written by ``examples/glue_eval.py`` (``<runs>/models/<task>/
+seed<k>/original``) and, per task and seed, scores:
+
+1. range-estimation variants of the default config (256 levels, LUT floor 0.02004, dither on,
+   fc + attn): the reference's min/max EMA, 0.1/99.9 percentiles, the per-operand MSE clip
+   search, MSE plus per-channel ``fc`` output ranges, and an attribution row without LUT floor
+   and dither;
+2. a ``q_levels`` sweep (16 ... 256) of one variant;
+3. per-site sensitivity on one task: the score with one optical site switched back to the
+   original op at a time (the gain shows which sites hurt most).
+
+Writes ``ptq_variants.csv/.md``, ``qlevels_ptq.csv/.png``, ``site_sensitivity.csv/.png`` into
+``--out``. Example (after glue_eval.py wrote runs/glue_eval)::
+
+    python examples/ptq_study.py --runs runs/glue_eval --glue-dir ../shared/glue --out results
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+from optopass.tools.glue import pipeline
+from optopass.tools.glue.tasks import get_task
+
+BASE = {"q_levels": 256, "q_lut_min": 0.020040, "q_quantiles": None, "q_smooth_factor": 0.9, "q_init_seed": 0, "q_bypass": False}
+
+
+def _cfg(**extra) -> dict:
+    return {"fc": {**BASE, **extra.get("fc", {})}, "attn": {**BASE, **extra.get("attn", {})}}
+
+
+def _both(**params) -> dict:
+    return _cfg(fc=params, attn=params)
+
+
+VARIANTS = {
+    "minmax (reference)": _cfg(),
+    "percentile 0.1/99.9": _both(q_quantiles=[0.001, 0.999]),
+    "mse": _both(q_range_method="mse"),
+    "mse + fc out per-channel": _cfg(fc={"q_range_method": "mse", "q_out_granularity": "channel"}, attn={"q_range_method": "mse"}),
+    "minmax, no LUT, no dither": _both(q_lut_min=None, q_dither=False),
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--runs", required=True, help="output folder of examples/glue_eval.py (holds models/<task>/seed<k>/original)")
+    p.add_argument("--tasks", nargs="+", default=["sst2", "mrpc", "cola", "stsb", "rte"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[1])
+    p.add_argument("--glue-dir", default=None)
+    p.add_argument("--out", default="results")
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--sweep-variant", default="mse + fc out per-channel", choices=list(VARIANTS))
+    p.add_argument("--levels", nargs="+", type=int, default=[16, 32, 64, 128, 256])
+    p.add_argument("--sensitivity-task", default="mrpc")
+    p.add_argument("--sensitivity-variant", default="minmax (reference)", choices=list(VARIANTS))
+    p.add_argument("--calibrate-batches", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--dtype", default=None, choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--max-eval-samples", type=int, default=None)
+    return p.parse_args(argv)
+
+
+def original_dir(runs: Path, task: str, seed: int) -> Path:
+    path = runs / "models" / task / f"seed{seed}" / "original"
+    if not (path / "config.json").is_file():
+        sys.exit(f"ptq_study: no fine-tuned original at {path} (run examples/glue_eval.py first)")
+    return path
+
+
+def headline(task: str, metrics: dict) -> float:
+    return metrics[get_task(task).headline_metric]
+
+
+def evaluate(model, task, tokenizer, args) -> float:
+    metrics, _ = pipeline.score(model, task, tokenizer, glue_dir=args.glue_dir, batch_size=args.batch_size,
+                                max_eval_samples=args.max_eval_samples, dtype=args.dtype, progress=False)
+    return headline(task, metrics)
+
+
+def ptq_score(original, tokenizer, task, cfg, args, seed) -> tuple[float, torch.nn.Module]:
+    stage = pipeline.ptq(original, task, cfg, args.calibrate_batches, tokenizer=tokenizer, glue_dir=args.glue_dir,
+                         batch_size=args.batch_size, max_eval_samples=args.max_eval_samples, dtype=args.dtype,
+                         seed=seed, progress=False)
+    return stage.score, stage.model
+
+
+def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def variants_study(args, runs: Path, out: Path) -> list[list]:
+    rows = []
+    for task in args.tasks:
+        for seed in args.seeds:
+            model, tokenizer = pipeline.load_model(str(original_dir(runs, task, seed)), task)
+            model.to(pipeline.resolve_device(None)).eval()
+            base = evaluate(model, task, tokenizer, args)
+            rows.append([task, seed, "original", base, 1.0])
+            for name in args.variants:
+                score, _ = ptq_score(model, tokenizer, task, VARIANTS[name], args, seed)
+                rows.append([task, seed, name, score, score / base if base else float("nan")])
+                print(f"{task} seed {seed} {name:28s} {score:.4f} ({score / base if base else float('nan'):.1%})", flush=True)
+    write_csv(out / "ptq_variants.csv", ["task", "seed", "variant", "score", "relative"], rows)
+    write_variants_md(args, rows, out / "ptq_variants.md")
+    return rows
+
+
+def write_variants_md(args, rows, path: Path) -> None:
+    names = ["original"] + list(args.variants)
+    lines = ["| variant | " + " | ".join(args.tasks) + " | average (relative) |", "|---" * (len(args.tasks) + 2) + "|"]
+    for name in names:
+        cells, rels = [], []
+        for task in args.tasks:
+            scores = [r[3] for r in rows if r[0] == task and r[2] == name]
+            rel = [r[4] for r in rows if r[0] == task and r[2] == name]
+            cells.append(f"{statistics.mean(scores):.3f}" + (f" ± {statistics.stdev(scores):.3f}" if len(scores) > 1 else ""))
+            rels.append(statistics.mean(rel))
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {statistics.mean(rels):.1%} (min {min(rels):.1%}) |")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def levels_study(args, runs: Path, out: Path) -> None:
+    rows = []
+    for task in args.tasks:
+        seed = args.seeds[0]
+        model, tokenizer = pipeline.load_model(str(original_dir(runs, task, seed)), task)
+        model.to(pipeline.resolve_device(None)).eval()
+        for levels in args.levels:
+            cfg = {k: {**v, "q_levels": levels} for k, v in VARIANTS[args.sweep_variant].items()}
+            score, _ = ptq_score(model, tokenizer, task, cfg, args, seed)
+            rows.append([task, seed, levels, score])
+            print(f"levels {task} {levels} {score:.4f}", flush=True)
+    write_csv(out / "qlevels_ptq.csv", ["task", "seed", "q_levels", "score"], rows)
+    _plot_levels(rows, args, out / "qlevels_ptq.png")
+
+
+def _plot_levels(rows, args, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for task in args.tasks:
+        pts = [(r[2], r[3]) for r in rows if r[0] == task]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=task)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("q_levels")
+    ax.set_ylabel("headline metric (post-training transform)")
+    ax.set_title(f"Score vs q_levels ({args.sweep_variant})")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def sensitivity_study(args, runs: Path, out: Path) -> None:
+    from optopass.passes.optical.sites import optical_sites
+
+    task, seed = args.sensitivity_task, args.seeds[0]
+    model, tokenizer = pipeline.load_model(str(original_dir(runs, task, seed)), task)
+    model.to(pipeline.resolve_device(None)).eval()
+    base = evaluate(model, task, tokenizer, args)
+    full, gm = ptq_score(model, tokenizer, task, VARIANTS[args.sensitivity_variant], args, seed)
+    rows = []
+    sites = [(name, site) for name, site in optical_sites(gm) if hasattr(site, "enabled")]
+    for name, site in sites:
+        site.enabled = False
+        score = evaluate(gm, task, tokenizer, args)
+        site.enabled = True
+        rows.append([site.site_name, score, score - full])
+        print(f"site {site.site_name:55s} {score:.4f} ({score - full:+.4f})", flush=True)
+    write_csv(out / "site_sensitivity.csv", ["site", "score_with_site_bypassed", "gain_over_all_optical"],
+              [["<original>", base, base - full], ["<all optical>", full, 0.0]] + rows)
+    _plot_sensitivity(rows, task, full, base, args.sensitivity_variant, out / "site_sensitivity.png")
+
+
+def _plot_sensitivity(rows, task, full, base, variant, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, max(4, len(rows) * 0.18)))
+    labels = [r[0].replace("bert.encoder.layer.", "L").replace("roberta.encoder.layer.", "L") for r in rows]
+    ax.barh(range(len(rows)), [r[2] for r in rows], color=["tab:red" if r[2] > 0 else "tab:gray" for r in rows])
+    ax.set_yticks(range(len(rows)), labels, fontsize=6)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"{task} score gain when this site is the original op (all optical: {full:.3f}, original: {base:.3f})")
+    ax.set_title(f"Per-site sensitivity, post-training transform ({variant})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    runs, out = Path(args.runs), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    variants_study(args, runs, out)
+    levels_study(args, runs, out)
+    if args.sensitivity_task in args.tasks:
+        sensitivity_study(args, runs, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
