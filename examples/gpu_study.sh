@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The GPU study behind results/: run on a machine with 2 GPUs (one works, serially).
 #   bash examples/gpu_study.sh OUT_DIR GLUE_DIR MODEL_DIR [PHASE...]
-# Phases: bench, glue, ptq, ddp (default: all). Logs and result files go under OUT_DIR.
+# Phases: bench, glue, sqz, ptq, ddp (default: all). Logs and result files go under OUT_DIR.
+# bench and sqz run on the last GPU, glue and ptq on the first, ddp on two.
 set -u
 OUT=${1:?out dir}; GLUE=${2:?glue dir}; MODEL=${3:?model dir}; shift 3
-PHASES=${*:-bench glue ptq ddp}
+PHASES=${*:-bench glue sqz ptq ddp}
+LAST=$(( $(python -c 'import torch; print(torch.cuda.device_count())') - 1 ))
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1
 CLI="python -m optopass.tools.cli"
@@ -18,7 +20,12 @@ print(format_rows([Row(**r) for r in json.load(open('$OUT/bench.json'))]))" > "$
 run_glue() {
   CUDA_VISIBLE_DEVICES=0 python examples/glue_eval.py --model "$MODEL" --glue-dir "$GLUE" --out "$OUT/glue" \
     --tasks sst2 mrpc cola stsb rte --seeds 1 --bf16 --batch-size 32 --epochs 3 --optical-epochs 1 \
-    --max-train-samples 20000 --keep-checkpoints --no-progress > "$OUT/glue.log" 2>&1
+    --max-train-samples 20000 --squeezelight-cfg none --no-progress > "$OUT/glue.log" 2>&1
+}
+run_sqz() {  # both technologies on SST-2 and MRPC, smaller training budget (SqueezeLight is slow)
+  CUDA_VISIBLE_DEVICES=$LAST python examples/glue_eval.py --model "$MODEL" --glue-dir "$GLUE" --out "$OUT/sqz" \
+    --tasks sst2 mrpc --seeds 1 --bf16 --batch-size 32 --epochs 3 --optical-epochs 1 \
+    --max-train-samples 2000 --no-progress > "$OUT/sqz.log" 2>&1
 }
 run_ptq() {
   CUDA_VISIBLE_DEVICES=0 python examples/ptq_study.py --runs "$OUT/glue" --glue-dir "$GLUE" --out "$OUT/ptq" \
@@ -32,7 +39,8 @@ run_ddp() {
 }
 for phase in $PHASES; do
   case $phase in
-    bench) run_bench & BENCH_PID=$! ;;
+    bench) (run_bench; [[ " $PHASES " == *" sqz "* ]] && run_sqz) & BENCH_PID=$! ;;
+    sqz) [[ " $PHASES " == *" bench "* ]] || run_sqz ;;
     glue) run_glue ;;
     ptq) run_ptq ;;
     ddp) run_ddp ;;

@@ -143,8 +143,12 @@ def reference_model(plain):
 
 def run_bench(device: str | None = None, shape: str | None = None, batch: int | None = None, seq: int = 128,
               dtype: str | None = None, modes=("eval", "train"), compile_modes=None, warmup: int = 5, iters: int = 20,
-              with_reference: bool = True, cfg=None) -> list[Row]:
-    """Time plain vs optical models; see the module docstring. Returns one Row per measurement."""
+              with_reference: bool = True, cfg=None, log=None) -> list[Row]:
+    """Time plain vs optical models; see the module docstring. Returns one Row per measurement.
+
+    `log`, when given, is called with a line per measurement as soon as it is taken.
+    """
+    log = log or (lambda line: None)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     on_gpu = device.startswith("cuda")
     shape = shape or ("roberta-base" if on_gpu else "small")
@@ -160,16 +164,19 @@ def run_bench(device: str | None = None, shape: str | None = None, batch: int | 
         for plain_mode in compile_modes:
             model = torch.compile(plain) if plain_mode == "compiled" else plain
             baselines[plain_mode] = _measure(model, data, mode, device, warmup, iters)
+            log(f"{mode} plain {plain_mode}: {baselines[plain_mode][0]:.3f} ms, peak {baselines[plain_mode][1]:.0f} MB")
         candidates = []
         gm = optical_model(plain, cfg, data, device)
         for optical_mode in compile_modes:
             model = torch.compile(gm) if optical_mode == "compiled" else gm
             candidates.append(("optopass", optical_mode, *_measure(model, data, mode, device, warmup, iters)))
+            log(f"{mode} optopass {optical_mode}: {candidates[-1][2]:.3f} ms, peak {candidates[-1][3]:.0f} MB")
         if with_reference and mode == "eval":
             try:
                 ref = reference_model(plain)
                 ref(**{k: v for k, v in data.items() if k != "labels"})  # initialise its statistics
                 candidates.append(("reference", "eager", *_measure(ref, data, mode, device, warmup, max(3, iters // 4))))
+                log(f"{mode} reference eager: {candidates[-1][2]:.3f} ms")
             except Exception as err:  # mase-triton's reference kernels only run where they run
                 print(f"reference layers not measured: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
         for config, optical_mode, ms, peak in candidates:
@@ -216,7 +223,10 @@ def _run(args) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ConfigError(f"--{name} must be >= 1, got {value}")
+    import sys
+
     rows = run_bench(args.device, args.shape, args.batch, args.seq, args.dtype, tuple(args.modes),
-                     warmup=args.warmup, iters=args.iters, with_reference=not args.no_reference, cfg=args.cfg)
+                     warmup=args.warmup, iters=args.iters, with_reference=not args.no_reference, cfg=args.cfg,
+                     log=lambda line: print(line, file=sys.stderr, flush=True))
     print(json.dumps([asdict(r) for r in rows], indent=2) if args.json else format_rows(rows))
     return 0
