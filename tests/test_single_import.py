@@ -29,11 +29,12 @@ def _location(module) -> str | None:
 
 
 def _in_tree(location: str | None) -> bool:
-    """Whether `location` is library source (the package root, tests excluded)."""
+    """Whether `location` is library source (the package root; tests/ and examples/, which are
+    not part of the installed package, excluded)."""
     root = os.path.realpath(os.path.dirname(optopass.__file__))
     if location is None or not (location == root or location.startswith(root + os.sep)):
         return False
-    return not (location + os.sep).startswith(os.path.join(root, "tests") + os.sep)
+    return not any((location + os.sep).startswith(os.path.join(root, d) + os.sep) for d in ("tests", "examples"))
 
 
 def test_every_module_imports_under_its_one_name():
