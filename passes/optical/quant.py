@@ -171,12 +171,11 @@ def _quantile(flat: Tensor, q: float) -> Tensor:
     return v_lo + (v_hi - v_lo) * frac
 
 
-def ema_update(rng: Tensor, observed: Tensor, new: Tensor, smooth: float) -> None:
-    """In place: ``rng = smooth*rng + (1-smooth)*new``, or ``rng = new`` on the first
-    observation (``observed`` False); then mark observed. No host synchronisation."""
+def ema_update(rng: Tensor, new: Tensor, smooth: float) -> None:
+    """In place: ``rng = smooth*rng + (1-smooth)*new``, or ``rng = new`` where `rng` is still
+    NaN (the first observation initialises). No host synchronisation."""
     blended = smooth * rng + (1.0 - smooth) * new
-    rng.copy_(torch.where(observed, blended, new))
-    observed.fill_(True)
+    rng.copy_(torch.where(torch.isnan(rng), new, blended))
 
 
 class STE(torch.autograd.Function):

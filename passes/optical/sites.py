@@ -43,14 +43,23 @@ class SiteBase(nn.Module):
         self.register_buffer("counter", torch.tensor(0, dtype=torch.int64))
         self.register_load_state_dict_post_hook(lambda module, _keys: module._forget_ready())
 
+    @property
+    def stats_mode(self) -> str:
+        return self._stats_mode
+
+    @stats_mode.setter
+    def stats_mode(self, mode: str) -> None:
+        if mode not in STATS_MODES:
+            raise ValueError(f"stats_mode must be one of {STATS_MODES}, got {mode!r}")
+        self._stats_mode = mode
+
     def add_range(self, name: str, init: tuple[float, float] | None = None, channels: int | None = None) -> None:
-        """Register buffers ``<name>_range`` ((2,), or (2, channels) for per-channel ranges)
-        and ``<name>_observed``; NaN until observed."""
+        """Register buffer ``<name>_range`` ((2,), or (2, channels) for per-channel ranges);
+        NaN until observed, unless `init` gives its starting value."""
         value = torch.tensor(init if init is not None else (float("nan"),) * 2, dtype=torch.float32)
         if channels is not None:
             value = value[:, None].repeat(1, channels)
         self.register_buffer(f"{name}_range", value)
-        self.register_buffer(f"{name}_observed", torch.tensor(init is not None))
         self.range_names.append(name)
 
     def range(self, name: str) -> Tensor:
@@ -73,18 +82,18 @@ class SiteBase(nn.Module):
                 new = quant.mse_range(x, getattr(self, "levels", 256), lut_min)
             else:
                 new = quant.batch_range(x, self.quantiles, per_channel)
-            quant.ema_update(self.range(name), getattr(self, f"{name}_observed"), new, self.smooth)
+            quant.ema_update(self.range(name), new, self.smooth)
         self._ready = None
 
     def check_ready(self) -> None:
         """Raise if a range was never observed (checked once, then cached on the host)."""
         if self._ready or torch.compiler.is_compiling():
             return  # (under compile the check ran before, in eager: calibrate ends with it)
-        missing = [n for n in self.range_names if not bool(getattr(self, f"{n}_observed"))]
+        missing = [n for n in self.range_names if bool(torch.isnan(self.range(n)).any())]
         if missing:
             raise RuntimeError(
-                f"optical site {self.site_name!r} has no statistics for {', '.join(missing)}: "
-                "run optopass.calibrate(model, batches) or a training step before evaluating"
+                f"optical site {self.site_name!r} has no statistics for {', '.join(missing)} (no input range "
+                "observed yet): run optopass.calibrate(model, batches) or a training step before evaluating"
             )
         self._ready = True
 
@@ -99,8 +108,6 @@ class SiteBase(nn.Module):
         return quant.uniform_noise(shape, key, device)
 
     def set_stats_mode(self, mode: str) -> None:
-        if mode not in STATS_MODES:
-            raise ValueError(f"stats_mode must be one of {STATS_MODES}, got {mode!r}")
         self.stats_mode = mode
 
     def set_range_method(self, method: str) -> None:
@@ -119,5 +126,5 @@ class SiteBase(nn.Module):
 def optical_sites(module: nn.Module):
     """Yield (qualified name, site) for every optical site module under `module`."""
     for name, sub in module.named_modules():
-        if isinstance(sub, SiteBase) or hasattr(sub, "stats_mode") and hasattr(sub, "site_name"):
+        if isinstance(sub, SiteBase):
             yield name, sub

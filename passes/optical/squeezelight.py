@@ -78,6 +78,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...tools.errors import ConfigError
+from .sites import SiteBase
 
 __all__ = [
     "MORR_A",
@@ -100,7 +101,6 @@ MORR_A = 0.8578
 MORR_R = 0.8985
 
 EPS = 1e-8
-STATS_MODES = ("auto", "observe", "frozen")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,7 +314,7 @@ class SqueezeLightParams:
 # The site
 
 
-class SqueezeLightLinearSite(nn.Module):
+class SqueezeLightLinearSite(SiteBase):
     """Simulates ``F.linear(x, weight, bias)`` on SqueezeLight hardware (see the module docstring).
 
     The dense `weight` and `bias` are passed on every call and are not owned here, so fine-tuning
@@ -330,81 +330,26 @@ class SqueezeLightLinearSite(nn.Module):
     """
 
     technology = "squeezelight"
-    op = "linear"
+    kind, op = "fc", "linear"
     # Ring phases materialised per chunk of tokens: (2 rails) x P x Q x k x tokens <= this.
     chunk_elements = 1 << 23
 
-    def __init__(self, params: SqueezeLightParams, name: str, out_features: int, in_features: int):
-        super().__init__()
+    def __init__(self, params: SqueezeLightParams, name: str, out_features: int, in_features: int, site_id: int = 0):
         if not isinstance(params, SqueezeLightParams):
             raise TypeError(f"params must be SqueezeLightParams, got {type(params).__name__}")
         if not (_is_int(out_features) and out_features > 0 and _is_int(in_features) and in_features > 0):
             raise ValueError(f"out_features and in_features must be positive integers, got {out_features!r}, {in_features!r}")
+        super().__init__(name, site_id, seed=0, smooth=params.smooth_factor, quantiles=None)
         self.params = params
-        self.site_name = name
         self.out_features = out_features
         self.in_features = in_features
-        self.stats_mode = "auto"
-        self.range_names = ["x"]
-        self.register_buffer("x_range", torch.full((2,), float("nan")))
+        self.add_range("x")
         k = params.miniblock
         self.phase_bias = params.resolved_phase_bias
         self.phase_span = params.resolved_phase_span
         self.phase_per_unit = self.phase_span / k
         self.ring_gain = morr_slope(self.phase_bias, params.morr_a, params.morr_r)
-        self._ready: bool | None = None
         self._cache: tuple | None = None
-        self.register_load_state_dict_post_hook(lambda module, _keys: module._forget_ready())
-
-    # -- statistics ------------------------------------------------------------------------------
-
-    @property
-    def stats_mode(self) -> str:
-        return self._stats_mode
-
-    @stats_mode.setter
-    def stats_mode(self, mode: str) -> None:
-        if mode not in STATS_MODES:
-            raise ValueError(f"stats_mode must be one of {STATS_MODES}, got {mode!r}")
-        self._stats_mode = mode
-
-    def set_stats_mode(self, mode: str) -> None:
-        self.stats_mode = mode
-
-    def observing(self) -> bool:
-        """Whether this call updates ``x_range``."""
-        return self.stats_mode == "observe" or (self.stats_mode == "auto" and self.training)
-
-    def observe(self, x: Tensor) -> None:
-        """Blend the min/max of `x` into ``x_range`` (the first observation initialises it)."""
-        with torch.no_grad():
-            flat = x.detach().reshape(-1).float()
-            new = torch.stack([flat.min(), flat.max()])
-            s = self.params.smooth_factor
-            blended = s * self.x_range + (1.0 - s) * new
-            self.x_range.copy_(torch.where(torch.isnan(self.x_range), new, blended))
-        self._ready = None
-
-    def range(self, name: str) -> Tensor:
-        return getattr(self, f"{name}_range")
-
-    def stats(self) -> dict[str, list[float]]:
-        """The range buffers as plain lists (NaN where never observed)."""
-        return {name: self.range(name).tolist() for name in self.range_names}
-
-    def check_ready(self) -> None:
-        """Raise if ``x_range`` was never observed (checked once, then remembered on the host)."""
-        if self._ready:
-            return
-        if bool(torch.isnan(self.x_range).any()):
-            raise RuntimeError(
-                f"SqueezeLight site {self.site_name!r} has no input range (x_range is NaN): run a "
-                "training step or a forward with stats_mode='observe' (calibration) before evaluating"
-            )
-        self._ready = True
-
-    def _forget_ready(self) -> None:
-        self._ready = None
 
     # -- module plumbing -------------------------------------------------------------------------
 
@@ -431,7 +376,7 @@ class SqueezeLightLinearSite(nn.Module):
                 f"({self.out_features}, {self.in_features}), got {tuple(x.shape)} and {tuple(weight.shape)}"
             )
         if self.observing():
-            self.observe(x)
+            self.observe("x", x)
         self.check_ready()
         dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
         rails, w_scale, zero_point_gain = self._programmed_weights(weight, dtype)

@@ -19,4 +19,4 @@ register_technology(TECHNOLOGY)(SqueezeLightParams)
 def make_linear(params: SqueezeLightParams, name: str, site_id: int, match=None) -> SqueezeLightLinearSite:
     """# aten.linear(x, W, b) -> squeezelight linear site(x, W, b): W projected onto k x k circulant blocks"""
     out_features, in_features = match.args[1].meta["val"].shape
-    return SqueezeLightLinearSite(params, name, int(out_features), int(in_features))
+    return SqueezeLightLinearSite(params, name, int(out_features), int(in_features), site_id=site_id)

@@ -94,7 +94,6 @@ def set_ranges(site, **ranges) -> None:
     with torch.no_grad():
         for name, (lo, hi) in ranges.items():
             site.range(name).copy_(torch.tensor([lo, hi]))
-            getattr(site, f"{name}_observed").fill_(True)
     site.set_stats_mode("frozen")
     site.eval()
 
