@@ -1,0 +1,27 @@
+"""``optopass bench`` on the CPU: the rows and their keys (no timing is asserted)."""
+
+import json
+
+import pytest
+
+from optopass.tools.cli import EXIT_USER_ERROR, main
+
+
+def test_cpu_bench_json_rows(capsys):
+    code = main(["bench", "--device", "cpu", "--batch", "2", "--seq", "16", "--modes", "eval", "train",
+                 "--iters", "1", "--warmup", "0", "--no-reference", "--json"])
+    assert code == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {(r["mode"], r["plain_mode"], r["config"]) for r in rows} == {
+        ("eval", "eager", "optopass"), ("train", "eager", "optopass")}
+    for r in rows:
+        assert {"mode", "plain_mode", "plain_ms", "optical_ms", "ratio", "device", "batch", "seq"} <= set(r)
+        assert r["device"] == "cpu" and r["batch"] == 2 and r["seq"] == 16
+        assert r["plain_ms"] > 0 and r["optical_ms"] > 0
+        assert r["ratio"] == pytest.approx(r["optical_ms"] / r["plain_ms"], rel=1e-2)
+
+
+@pytest.mark.parametrize("argv,message", [(["--batch", "0"], "--batch must be >= 1"), (["--iters", "-3"], "--iters must be >= 1")])
+def test_bad_numbers_exit_2(capsys, argv, message):
+    assert main(["bench", "--device", "cpu", *argv]) == EXIT_USER_ERROR
+    assert message in capsys.readouterr().err
