@@ -2,7 +2,8 @@
 # The GPU study behind results/: run on a machine with 2 GPUs (one works, serially).
 #   bash examples/gpu_study.sh OUT_DIR GLUE_DIR MODEL_DIR [PHASE...]
 # Phases: bench, glue, sqz, ptq, ddp (default: all). Logs and result files go under OUT_DIR.
-# bench and sqz run on the last GPU, glue and ptq on the first, ddp on two.
+# bench and sqz run on the last GPU, glue and ptq on the first, ddp on two. The whole study
+# outlasts one 10-minute device command: start it with setsid and poll for "phases done".
 set -u
 OUT=${1:?out dir}; GLUE=${2:?glue dir}; MODEL=${3:?model dir}; shift 3
 PHASES=${*:-bench glue sqz ptq ddp}
@@ -19,8 +20,9 @@ print(format_rows([Row(**r) for r in json.load(open('$OUT/bench.json'))]))" > "$
 }
 run_glue() {
   CUDA_VISIBLE_DEVICES=0 python examples/glue_eval.py --model "$MODEL" --glue-dir "$GLUE" --out "$OUT/glue" \
-    --tasks sst2 mrpc cola stsb rte --seeds 1 --bf16 --batch-size 32 --epochs 3 --optical-epochs 1 \
-    --max-train-samples 20000 --squeezelight-cfg none --no-progress > "$OUT/glue.log" 2>&1
+    --tasks sst2 mrpc cola stsb rte --seeds 1 2 3 --bf16 --batch-size 32 --epochs 2 --learning-rates 1e-4 \
+    --max-train-samples 8000 --optical-max-train-samples 4000 --optical-epochs 1 \
+    --squeezelight-cfg none --no-progress > "$OUT/glue.log" 2>&1
 }
 run_sqz() {  # both technologies on SST-2 and MRPC, smaller training budget (SqueezeLight is slow)
   CUDA_VISIBLE_DEVICES=$LAST python examples/glue_eval.py --model "$MODEL" --glue-dir "$GLUE" --out "$OUT/sqz" \
