@@ -249,7 +249,8 @@ def _overrides(raw: Any, kinds: Mapping[str, KindConfig], fail) -> tuple[Overrid
         accepted = [k for k in kinds.values() if _accepts(k.params, values)]
         if not accepted:
             names = sorted({f.name for k in kinds.values() for f in dataclasses.fields(k.params)})
-            bad = next(v for v in values if v not in names) if any(v not in names for v in values) else next(iter(values))
+            unknown = [v for v in values if v not in names] or list(values)  # else: keys of two technologies
+            bad = unknown[0]
             raise fail(f"{key}.{bad}", f"unknown parameter; allowed: {', '.join(names)}")
         for kind_cfg in accepted:
             try:
