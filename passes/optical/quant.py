@@ -67,13 +67,39 @@ def dither_quantize(x: Tensor, rng: Tensor, levels: int, noise: Tensor | None) -
 
 
 def _mulmod32(x: Tensor, c: int) -> Tensor:
-    """(x * c) mod 2**32 for int64 `x` in [0, 2**32), exact without int64 overflow."""
+    """(x * c) mod 2**32 for int64 `x` in [0, 2**32), exact without int64 overflow (keys)."""
     c_hi, c_lo = c >> 16, c & 0xFFFF
     return (x * c_lo + ((x * c_hi) & 0xFFFF) * 65536) & _MASK32
 
 
+def _signed32(c: int) -> int:
+    """The int32 with the bit pattern of the uint32 `c`."""
+    return c - (1 << 32) if c >= 1 << 31 else c
+
+
+def _srl(x: Tensor, n: int) -> Tensor:
+    """Logical right shift of int32 `x` (``>>`` on int32 is arithmetic: mask the sign copies)."""
+    return (x >> n) & ((1 << (32 - n)) - 1)
+
+
+_MIX_C1, _MIX_C2, _GOLDEN = _signed32(0x7FEB352D), _signed32(0x846CA68B), _signed32(0x9E3779B9)
+
+
 def mix32(x: Tensor) -> Tensor:
-    """The 'lowbias32' integer hash (C. Wellons) on uint32 values held in int64."""
+    """The 'lowbias32' integer hash (C. Wellons) on uint32 bit patterns held in int32.
+
+    int32 products wrap modulo 2**32 (on CPUs, CUDA and in Triton), so this is the uint32 hash
+    in one native 32-bit multiply per step: the per-element dither costs a few integer ops.
+    """
+    x = x ^ _srl(x, 16)
+    x = x * _MIX_C1
+    x = x ^ _srl(x, 15)
+    x = x * _MIX_C2
+    return x ^ _srl(x, 16)
+
+
+def _mix32_key(x: Tensor) -> Tensor:
+    """lowbias32 on a 0-d int64 key in [0, 2**32) (exact int64 arithmetic, no wrapping)."""
     x = x ^ (x >> 16)
     x = _mulmod32(x, 0x7FEB352D)
     x = x ^ (x >> 15)
@@ -82,9 +108,10 @@ def mix32(x: Tensor) -> Tensor:
 
 
 def stream_key(seed: Tensor, site_id: int, counter: Tensor) -> Tensor:
-    """A 32-bit key for one call of one site, from the config seed, the site and its call count."""
-    k = mix32((seed.long() & _MASK32) ^ (site_id * 0x9E3779B9 & _MASK32))
-    return mix32(k ^ (counter.long() & _MASK32))
+    """A 32-bit key (int64 in [0, 2**32)) for one call of one site, from the config seed, the
+    site and its call count."""
+    k = _mix32_key((seed.long() & _MASK32) ^ (site_id * 0x9E3779B9 & _MASK32))
+    return _mix32_key(k ^ (counter.long() & _MASK32))
 
 
 def uniform_noise(shape: torch.Size, key: Tensor, device: torch.device) -> Tensor:
@@ -103,14 +130,17 @@ def uniform_noise(shape: torch.Size, key: Tensor, device: torch.device) -> Tenso
 
 
 def hash_uniform(shape: torch.Size, key: Tensor, device: torch.device) -> Tensor:
-    """U[0, 1) float32 noise from a stateless hash of (key, element index)."""
+    """U[0, 1) float32 noise from a stateless hash of (key, element index): for element i,
+    ``u = mix32(mix32(i + key*0x9E3779B9) ^ key) >> 8`` over uint32, scaled by 2**-24."""
     numel = 1
     for s in shape:
         numel *= s
+    k32 = (((key.long() + (1 << 31)) & _MASK32) - (1 << 31)).to(torch.int32)  # same bits, as int32
     idx = torch.arange(numel, device=device, dtype=torch.int64).view(shape)
-    h = mix32((idx + _mulmod32(key, 0x9E3779B9)) & _MASK32)
-    h = mix32(h ^ key)
-    return (h >> 8).float() * (1.0 / (1 << 24))
+    idx = (((idx + (1 << 31)) & _MASK32) - (1 << 31)).to(torch.int32)
+    h = mix32(idx + k32 * _GOLDEN)
+    h = mix32(h ^ k32)
+    return _srl(h, 8).float() * (1.0 / (1 << 24))
 
 
 # ---------------------------------------------------------------------------------------------
