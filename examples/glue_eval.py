@@ -125,6 +125,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32, help="training and calibration batch size (evaluation: 2x)")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep the Trainer checkpoints of every run")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--gpus", type=int, default=1,
+                   help="run the (task, seed) units on this many GPUs at once, one worker process per GPU "
+                        "(logs in OUT/parts/); the tables merge them")
+    p.add_argument("--worker-units", default=None, help=argparse.SUPPRESS)  # task:seed,... (a --gpus worker)
+    p.add_argument("--worker-out", default=None, help=argparse.SUPPRESS)  # where that worker writes its study
     return p.parse_args(argv)
 
 
@@ -183,6 +188,13 @@ def check_options(args: argparse.Namespace) -> None:
         raise ConfigError(f"--{str(err).replace('num_train_epochs', 'epochs').replace('_', '-')}") from None
     if len(set(args.tasks)) != len(args.tasks) or len(set(args.seeds)) != len(args.seeds):
         raise ConfigError("--tasks and --seeds: each value at most once")
+    if args.gpus < 1:
+        raise ConfigError(f"--gpus: must be an integer >= 1, got {args.gpus}")
+    if args.gpus > 1:
+        import torch
+
+        if torch.cuda.device_count() < args.gpus:
+            raise ConfigError(f"--gpus {args.gpus}: this machine has {torch.cuda.device_count()} CUDA device(s)")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -231,12 +243,86 @@ def run_study(args: argparse.Namespace) -> Study:
             technologies["squeezelight"] = squeezelight
     stages_per_run = 2 + 2 * len(technologies)
     out = Path(args.out)
-    with tqdm(total=len(study.tasks) * len(study.seeds) * stages_per_run, desc="glue_eval", unit="stage",
-              disable=args.no_progress) as bar:
-        for task in study.tasks:
-            for seed in study.seeds:
-                run_one(args, study, task, seed, glue_dir, technologies, out, bar)
+    units = parse_units(args.worker_units) if args.worker_units else [(t, s) for t in study.tasks for s in study.seeds]
+    with tqdm(total=len(units) * stages_per_run, desc="glue_eval", unit="stage", disable=args.no_progress) as bar:
+        for task, seed in units:
+            run_one(args, study, task, seed, glue_dir, technologies, out, bar)
     return study
+
+
+# ------------------------------------------------------------------------------------------------
+# --gpus N: one worker process per GPU, each running a share of the (task, seed) units
+
+class WorkerError(RuntimeError):
+    """A --gpus worker process exited with an error (its log says why)."""
+
+
+# training rows of each GLUE task (the cost model of the split; a cap lowers them)
+TRAIN_ROWS = {"cola": 8551, "sst2": 67349, "mrpc": 3668, "stsb": 5749, "qqp": 363846, "mnli": 392702,
+              "qnli": 104743, "rte": 2490, "wnli": 635}
+
+
+def parse_units(text: str) -> list[tuple[str, int]]:
+    return [(unit.split(":")[0], int(unit.split(":")[1])) for unit in text.split(",") if unit]
+
+
+def split_units(tasks: list[str], seeds: list[int], workers: int, cap: int | None) -> list[list[tuple[str, int]]]:
+    """(task, seed) units in `workers` shares of about equal training rows (longest first)."""
+    cost = {task: min(TRAIN_ROWS.get(task, 1), cap or 10**9) for task in tasks}
+    shares: list[list[tuple[str, int]]] = [[] for _ in range(workers)]
+    load = [0] * workers
+    for task, seed in sorted(((t, s) for t in tasks for s in seeds), key=lambda u: -cost[u[0]]):
+        k = load.index(min(load))
+        shares[k].append((task, seed))
+        load[k] += cost[task]
+    return [share for share in shares if share]
+
+
+def study_to_json(study: Study) -> dict:
+    return {"scores": {setting: {task: {str(seed): m for seed, m in seeds.items()} for task, seeds in tasks.items()}
+                       for setting, tasks in study.scores.items()},
+            "status": study.status, "site_rows": study.site_rows, "timings": study.timings}
+
+
+def merge_studies(tasks: list[str], seeds: list[int], parts: list[dict]) -> Study:
+    study = new_study(tasks, seeds)
+    for part in parts:
+        for setting, by_task in part["scores"].items():
+            for task, by_seed in by_task.items():
+                for seed, metrics in by_seed.items():
+                    study.scores[setting][task][int(seed)] = metrics
+        study.status.update(part["status"])
+        study.site_rows.extend(part["site_rows"])
+        study.timings.extend(part["timings"])
+    return study
+
+
+def run_on_gpus(args: argparse.Namespace, argv: list[str]) -> Study:
+    """Starts one worker (this script, CUDA_VISIBLE_DEVICES=k) per share of units; merges."""
+    import subprocess
+
+    parts_dir = Path(args.out) / "parts"
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    shares = split_units(args.tasks, args.seeds, args.gpus, args.max_train_samples)
+    workers = []
+    for k, share in enumerate(shares):
+        units = ",".join(f"{t}:{s}" for t, s in share)
+        log = open(parts_dir / f"gpu{k}.log", "w")
+        cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--gpus", "1", "--no-progress",
+               "--worker-units", units, "--worker-out", str(parts_dir / f"gpu{k}.json")]
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": visible.split(",")[k] if visible else str(k)}
+        print(f"glue_eval: GPU {k}: {units} (log {log.name})", file=sys.stderr)
+        workers.append((k, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log))
+    failed = []
+    for k, proc, log in workers:
+        if proc.wait() != 0:
+            failed.append(f"GPU {k} (exit {proc.returncode}; see {log.name})")
+        log.close()
+    if failed:
+        raise WorkerError("worker failed: " + ", ".join(failed))
+    parts = [json.loads((parts_dir / f"gpu{k}.json").read_text()) for k in range(len(shares))]
+    return merge_studies(list(args.tasks), list(args.seeds), parts)
 
 
 def run_one(args, study: Study, task: str, seed: int, glue_dir, technologies: dict, out: Path, bar) -> None:
@@ -527,6 +613,7 @@ def write_outputs(study: Study, out: Path, model: str, run_args: dict | None = N
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     try:
         check_options(args)
@@ -534,11 +621,18 @@ def main(argv: list[str] | None = None) -> int:
         per_task(args.optical_learning_rates, args.tasks, "--optical-learning-rates")
         if args.eval_only and not Path(args.eval_only).is_dir():
             raise ConfigError(f"--eval-only: {args.eval_only}: folder not found")
-        study = run_study(args)
+        if args.worker_units:  # one share of a --gpus run: the study only, the parent writes the tables
+            study = run_study(args)
+            Path(args.worker_out).write_text(json.dumps(study_to_json(study), default=str))
+            return 0
+        study = run_on_gpus(args, argv) if args.gpus > 1 else run_study(args)
         files = write_outputs(study, Path(args.out), args.model, vars(args))
     except OptopassError as err:
         print(f"glue_eval.py: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except WorkerError as err:
+        print(f"glue_eval.py: error: {err}", file=sys.stderr)
+        return 1
     print(Path(files["tables_md"]).read_text())
     print("wrote " + ", ".join(str(p) for p in files.values()))
     return 0

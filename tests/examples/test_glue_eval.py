@@ -122,3 +122,39 @@ def test_helpers(glue_eval):
     assert glue_eval.model_short_name("roberta-base") == "roberta-base"
     assert glue_eval.model_short_name("sentence-transformers/all-MiniLM-L6-v2") == "all-minilm-l6-v2"
     assert glue_eval.model_short_name("/tmp/x/My Model/") == "my-model"
+
+
+def test_gpu_split_balances_training_rows_and_covers_every_unit(glue_eval):
+    shares = glue_eval.split_units(["sst2", "mrpc", "cola", "stsb", "rte"], [1, 2, 3], 2, 8000)
+    units = sorted(u for share in shares for u in share)
+    assert units == sorted((t, s) for t in ["sst2", "mrpc", "cola", "stsb", "rte"] for s in [1, 2, 3])
+    rows = [sum(min(glue_eval.TRAIN_ROWS[t], 8000) for t, _ in share) for share in shares]
+    assert max(rows) - min(rows) <= 8000  # within the largest unit
+    assert glue_eval.split_units(["rte"], [1], 4, None) == [[("rte", 1)]]  # no empty workers
+
+
+def test_gpus_needs_that_many_devices(glue_eval, tmp_path, capsys):
+    import torch
+
+    wanted = max(2, torch.cuda.device_count() + 1)
+    code = glue_eval.main(["--tasks", "rte", "--gpus", str(wanted), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--gpus" in err[0]
+
+
+def test_worker_shares_merge_into_the_single_process_tables(glue_eval, tiny_bert_dir, glue_dir, tmp_path):
+    """Two worker shares (what --gpus 2 starts, run here one after the other on the CPU), merged,
+    give the same scores as one process running both tasks."""
+    common = ["--model", str(tiny_bert_dir), "--tasks", "rte", "stsb", "--glue-dir", str(glue_dir), "--no-optical", *QUICK]
+    single = tmp_path / "single"
+    assert glue_eval.main([*common, "--out", str(single)]) == 0
+    parts = []
+    for k, unit in enumerate(["rte:1", "stsb:1"]):
+        part = tmp_path / f"part{k}.json"
+        assert glue_eval.main([*common, "--out", str(tmp_path / "split"), "--worker-units", unit,
+                               "--worker-out", str(part)]) == 0
+        parts.append(json.loads(part.read_text()))
+    assert not (tmp_path / "split" / "tables.md").exists()  # workers leave the tables to the parent
+    merged = glue_eval.merge_studies(["rte", "stsb"], [1], parts)
+    glue_eval.write_outputs(merged, tmp_path / "split", str(tiny_bert_dir))
+    assert read_csv(tmp_path / "split" / "glue_tiny-bert.csv") == read_csv(single / "glue_tiny-bert.csv")
