@@ -6,6 +6,11 @@ reference implementation's layers (mase-triton ``OpticalTransformerLinear`` in p
 library component), each with its ratio to the plain baseline measured in the same process.
 Timing: CUDA events around each call on the GPU (median of many after warm-up), perf_counter
 on the CPU.
+
+``compiled`` is ``torch.compile`` (Inductor) for plain and optical models alike; eval graphs are
+compiled with Inductor's ``freezing`` (parameters as constants: the optical weight quantization
+folds into a constant, and the plain model gets the same treatment), training graphs without.
+The optical model's fastest supported mode, the one the README recommends, is ``compiled``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
+import torch._dynamo
 
 SHAPES = {
     # name: (hidden, layers, heads, intermediate, vocab)
@@ -110,12 +116,15 @@ def _train_step(model, batch):
 
 
 def _measure(model, batch, mode: str, device: str, warmup: int, iters: int) -> tuple[float, float]:
+    import torch._inductor.config as inductor_config
+
     model.train(mode == "train")
     step = (_train_step if mode == "train" else _eval_step)(model, batch)
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    ms = time_fn(step, device, warmup, iters)
+    with inductor_config.patch(freezing=mode == "eval"):  # read when the first warm-up call compiles
+        ms = time_fn(step, device, max(warmup, 1), iters)
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else float("nan")
     return ms, peak
 
@@ -143,9 +152,10 @@ def reference_model(plain):
 
 def run_bench(device: str | None = None, shape: str | None = None, batch: int | None = None, seq: int = 128,
               dtype: str | None = None, modes=("eval", "train"), compile_modes=None, warmup: int = 5, iters: int = 20,
-              with_reference: bool = True, cfg=None, log=None) -> list[Row]:
+              with_reference: bool = True, cfg=None, log=None, sizes=None) -> list[Row]:
     """Time plain vs optical models; see the module docstring. Returns one Row per measurement.
 
+    `sizes` is a list of (batch, seq) pairs (default: the one of `batch` and `seq`).
     `log`, when given, is called with a line per measurement as soon as it is taken.
     """
     log = log or (lambda line: None)
@@ -153,45 +163,60 @@ def run_bench(device: str | None = None, shape: str | None = None, batch: int | 
     on_gpu = device.startswith("cuda")
     shape = shape or ("roberta-base" if on_gpu else "small")
     batch = batch or (32 if on_gpu else 8)
+    sizes = list(sizes or [(batch, seq)])
     torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype or ("bf16" if on_gpu else "fp32")]
     if compile_modes is None:
-        compile_modes = ["eager", "compiled"] if on_gpu else ["eager"]
+        compile_modes = ["eager", "compiled"]
     plain = build_model(shape, torch_dtype, device)
-    data = make_batch(plain, batch, seq, device)
     rows: list[Row] = []
-    for mode in modes:
-        baselines = {}
-        for plain_mode in compile_modes:
-            model = torch.compile(plain) if plain_mode == "compiled" else plain
-            baselines[plain_mode] = _measure(model, data, mode, device, warmup, iters)
-            log(f"{mode} plain {plain_mode}: {baselines[plain_mode][0]:.3f} ms, peak {baselines[plain_mode][1]:.0f} MB")
-        candidates = []
-        gm = optical_model(plain, cfg, data, device)
-        for optical_mode in compile_modes:
-            model = torch.compile(gm) if optical_mode == "compiled" else gm
-            candidates.append(("optopass", optical_mode, *_measure(model, data, mode, device, warmup, iters)))
-            log(f"{mode} optopass {optical_mode}: {candidates[-1][2]:.3f} ms, peak {candidates[-1][3]:.0f} MB")
-        if with_reference and mode == "eval":
-            try:
-                ref = reference_model(plain)
-                ref(**{k: v for k, v in data.items() if k != "labels"})  # initialise its statistics
-                candidates.append(("reference", "eager", *_measure(ref, data, mode, device, warmup, max(3, iters // 4))))
-                log(f"{mode} reference eager: {candidates[-1][2]:.3f} ms")
-            except Exception as err:  # mase-triton's reference kernels only run where they run
-                print(f"reference layers not measured: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
-        for config, optical_mode, ms, peak in candidates:
-            for plain_mode, (base_ms, base_peak) in baselines.items():
-                rows.append(Row(mode, config, plain_mode, optical_mode, device, str(torch_dtype).replace("torch.", ""),
-                                batch, seq, round(base_ms, 3), round(ms, 3), round(ms / base_ms, 3),
-                                round(batch * seq / ms * 1e3, 1), round(peak, 1), round(base_peak, 1),
-                                round(peak / base_peak, 3) if base_peak == base_peak and base_peak > 0 else float("nan")))
+    for batch, seq in sizes:
+        torch._dynamo.reset()  # each size compiles for its own static shape
+        data = make_batch(plain, batch, seq, device)
+        for mode in modes:
+            rows += _bench_mode(plain, data, mode, device, torch_dtype, compile_modes, warmup, iters,
+                                with_reference, cfg, log)
+    return rows
+
+
+def _bench_mode(plain, data, mode, device, torch_dtype, compile_modes, warmup, iters, with_reference, cfg, log):
+    batch, seq = data["input_ids"].shape
+    tag = f"{mode} {batch}x{seq}"
+    baselines = {}
+    for plain_mode in compile_modes:
+        model = torch.compile(plain) if plain_mode == "compiled" else plain
+        baselines[plain_mode] = _measure(model, data, mode, device, warmup, iters)
+        log(f"{tag} plain {plain_mode}: {baselines[plain_mode][0]:.3f} ms, peak {baselines[plain_mode][1]:.0f} MB")
+    candidates = []
+    gm = optical_model(plain, cfg, data, device)
+    for optical_mode in compile_modes:
+        model = torch.compile(gm) if optical_mode == "compiled" else gm
+        candidates.append(("optopass", optical_mode, *_measure(model, data, mode, device, warmup, iters)))
+        log(f"{tag} optopass {optical_mode}: {candidates[-1][2]:.3f} ms, peak {candidates[-1][3]:.0f} MB")
+    del gm
+    if with_reference and mode == "eval":
+        try:
+            ref = reference_model(plain)
+            ref(**{k: v for k, v in data.items() if k != "labels"})  # initialise its statistics
+            candidates.append(("reference", "eager", *_measure(ref, data, mode, device, warmup, max(3, iters // 4))))
+            log(f"{tag} reference eager: {candidates[-1][2]:.3f} ms")
+        except Exception as err:  # mase-triton's reference kernels only run where they run
+            print(f"reference layers not measured: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+    rows = []
+    for config, optical_mode, ms, peak in candidates:
+        for plain_mode, (base_ms, base_peak) in baselines.items():
+            rows.append(Row(mode, config, plain_mode, optical_mode, device, str(torch_dtype).replace("torch.", ""),
+                            batch, seq, round(base_ms, 3), round(ms, 3), round(ms / base_ms, 3),
+                            round(batch * seq / ms * 1e3, 1), round(peak, 1), round(base_peak, 1),
+                            round(peak / base_peak, 3) if base_peak == base_peak and base_peak > 0 else float("nan")))
     return rows
 
 
 def format_rows(rows: list[Row]) -> str:
     head = f"{'mode':<6}{'config':<11}{'optical':<10}{'vs plain':<10}{'plain ms':>10}{'optical ms':>12}{'ratio':>8}{'tokens/s':>12}{'peak MB':>10}{'mem ratio':>10}"
-    lines = [f"device {rows[0].device}, {rows[0].dtype}, batch {rows[0].batch} x {rows[0].seq}" if rows else "no rows", head]
-    for r in rows:
+    lines = [f"device {rows[0].device}, {rows[0].dtype}" if rows else "no rows"]
+    for i, r in enumerate(rows):
+        if i == 0 or (r.batch, r.seq) != (rows[i - 1].batch, rows[i - 1].seq):
+            lines += [f"batch {r.batch} x {r.seq}", head]
         lines.append(f"{r.mode:<6}{r.config:<11}{r.optical_mode:<10}{r.plain_mode:<10}{r.plain_ms:>10.2f}{r.optical_ms:>12.2f}"
                      f"{r.ratio:>8.2f}{r.tokens_per_s:>12.0f}{r.peak_mem_mb:>10.0f}{r.mem_ratio:>10.2f}")
     return "\n".join(lines)
@@ -204,6 +229,9 @@ def add_subcommand(sub) -> None:
     p.add_argument("--shape", choices=sorted(SHAPES), default=None, help="default: roberta-base on GPU, small on CPU")
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--seq", type=int, default=128)
+    p.add_argument("--sizes", nargs="+", default=None, metavar="BxL",
+                   help="several batch x sequence sizes in one run, e.g. 32x128 8x512 128x128 (overrides --batch/--seq)")
+    p.add_argument("--no-compile", action="store_true", help="eager rows only (no torch.compile)")
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None, help="default: bf16 on GPU, fp32 on CPU")
     p.add_argument("--modes", nargs="+", choices=["eval", "train"], default=["eval", "train"])
     p.add_argument("--iters", type=int, default=20)
@@ -223,10 +251,19 @@ def _run(args) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ConfigError(f"--{name} must be >= 1, got {value}")
+    sizes = None
+    if args.sizes:
+        sizes = []
+        for text in args.sizes:
+            parts = text.lower().split("x")
+            if len(parts) != 2 or not all(p.isdigit() and int(p) >= 1 for p in parts):
+                raise ConfigError(f"--sizes: {text!r} is not BATCHxSEQ with both >= 1 (e.g. 32x128)")
+            sizes.append((int(parts[0]), int(parts[1])))
     import sys
 
     rows = run_bench(args.device, args.shape, args.batch, args.seq, args.dtype, tuple(args.modes),
-                     warmup=args.warmup, iters=args.iters, with_reference=not args.no_reference, cfg=args.cfg,
+                     compile_modes=["eager"] if args.no_compile else None, warmup=args.warmup, iters=args.iters,
+                     with_reference=not args.no_reference, cfg=args.cfg, sizes=sizes,
                      log=lambda line: print(line, file=sys.stderr, flush=True))
     print(json.dumps([asdict(r) for r in rows], indent=2) if args.json else format_rows(rows))
     return 0

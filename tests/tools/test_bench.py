@@ -9,7 +9,7 @@ from optopass.tools.cli import EXIT_USER_ERROR, main
 
 def test_cpu_bench_json_rows(capsys):
     code = main(["bench", "--device", "cpu", "--batch", "2", "--seq", "16", "--modes", "eval", "train",
-                 "--iters", "1", "--warmup", "0", "--no-reference", "--json"])
+                 "--iters", "1", "--warmup", "0", "--no-reference", "--no-compile", "--json"])
     assert code == 0
     rows = json.loads(capsys.readouterr().out)
     assert {(r["mode"], r["plain_mode"], r["config"]) for r in rows} == {
@@ -21,7 +21,17 @@ def test_cpu_bench_json_rows(capsys):
         assert r["ratio"] == pytest.approx(r["optical_ms"] / r["plain_ms"], rel=1e-2)
 
 
-@pytest.mark.parametrize("argv,message", [(["--batch", "0"], "--batch must be >= 1"), (["--iters", "-3"], "--iters must be >= 1")])
+def test_sizes_give_rows_per_size(capsys):
+    code = main(["bench", "--device", "cpu", "--sizes", "2x8", "1x16", "--modes", "eval", "--iters", "1", "--warmup", "0",
+                 "--no-reference", "--no-compile", "--json"])
+    assert code == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["batch"], r["seq"]) for r in rows] == [(2, 8), (1, 16)]
+
+
+@pytest.mark.parametrize("argv,message", [(["--batch", "0"], "--batch must be >= 1"), (["--iters", "-3"], "--iters must be >= 1"),
+                                          (["--sizes", "32x"], "--sizes: '32x' is not BATCHxSEQ"),
+                                          (["--sizes", "0x8"], "--sizes: '0x8' is not BATCHxSEQ")])
 def test_bad_numbers_exit_2(capsys, argv, message):
     assert main(["bench", "--device", "cpu", *argv]) == EXIT_USER_ERROR
     assert message in capsys.readouterr().err

@@ -1,0 +1,87 @@
+"""The transformed model under ``torch.compile`` (Inductor, CPU here): one graph, the eager
+numerics, the per-call dither, and straight-through training."""
+
+import pytest
+import torch
+import torch._inductor.config as inductor_config
+
+import optopass
+from optopass.passes.optical.sites import optical_sites
+from tests.conftest import hf_inputs, tiny_hf_model
+
+NO_DITHER = {k: {"q_dither": False} for k in ("fc", "attn")}
+
+
+def _optical(cfg, arch="roberta", impl="sdpa"):
+    model = tiny_hf_model(arch, impl)
+    gm = optopass.apply_optical_pass(model, cfg)
+    inputs = hf_inputs(3, 12)
+    optopass.calibrate(gm, [inputs, hf_inputs(3, 12, seed=1)])
+    return gm.eval(), inputs
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dynamo():
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+def test_one_graph_without_breaks():
+    gm, inputs = _optical(NO_DITHER)
+    explained = torch._dynamo.explain(gm)(**inputs)
+    assert explained.graph_count == 1 and explained.graph_break_count == 0
+
+
+def test_compiled_eval_matches_eager_without_dither():
+    """With Inductor's freezing, as ``optopass bench`` compiles eval graphs."""
+    gm, inputs = _optical(NO_DITHER, impl="eager")
+    with torch.no_grad():
+        eager = gm(**inputs).logits
+        with inductor_config.patch(freezing=True):
+            compiled = torch.compile(gm)(**inputs).logits
+    # the same grid decisions; Inductor may reorder float arithmetic, so allow a stray level
+    torch.testing.assert_close(compiled, eager, rtol=1e-3, atol=1e-3)
+
+
+def test_compiled_dither_is_per_call_and_advances_every_counter():
+    gm, inputs = _optical(None)
+    before = {name: int(site.counter) for name, site in optical_sites(gm)}
+    compiled = torch.compile(gm)
+    with torch.no_grad(), inductor_config.patch(freezing=True):
+        a = compiled(**inputs).logits
+        b = compiled(**inputs).logits
+    assert not torch.equal(a, b)  # a fresh dither draw on each call
+    after = {name: int(site.counter) for name, site in optical_sites(gm)}
+    assert all(after[name] == before[name] + 2 for name in before)
+    no_dither, _ = _optical(NO_DITHER)
+    with torch.no_grad():
+        clean = no_dither(**inputs).logits
+    # dither is zero-mean noise of under a level per element: the logits stay close to the clean ones
+    assert (a - clean).abs().max() < 0.1 * clean.abs().max() + 0.05
+
+
+def test_compiled_training_step_matches_eager_gradients():
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    config = RobertaConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                           intermediate_size=64, max_position_embeddings=40, hidden_dropout_prob=0.0,
+                           attention_probs_dropout_prob=0.0, attn_implementation="sdpa")
+    torch.manual_seed(0)
+    gm = optopass.apply_optical_pass(RobertaForSequenceClassification(config), NO_DITHER)
+    inputs = {"input_ids": torch.randint(3, 64, (3, 12))}
+    optopass.calibrate(gm, [inputs])  # ranges frozen: both runs see the same forward
+    gm.train()
+    labels = torch.tensor([0, 1, 0])
+
+    def grads(model):
+        for p in gm.parameters():
+            p.grad = None
+        model(**inputs, labels=labels).loss.backward()
+        return {n: p.grad.clone() for n, p in gm.named_parameters() if p.grad is not None}
+
+    eager = grads(gm)
+    compiled = grads(torch.compile(gm))
+    assert eager.keys() == compiled.keys() and len(eager) > 10
+    for name in eager:
+        torch.testing.assert_close(compiled[name], eager[name], rtol=2e-3, atol=2e-4, msg=name)
