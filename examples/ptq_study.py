@@ -9,10 +9,13 @@ seed<k>/original``) and, per task and seed, scores:
    and dither;
 2. a ``q_levels`` sweep (16 ... 256) of one variant;
 3. per-site sensitivity on one task: the score with one optical site switched back to the
-   original op at a time (the gain shows which sites hurt most).
+   original op at a time (the gain shows which sites hurt most);
+4. with ``--ft-levels-tasks``, the ``q_levels`` sweep after transform-aware fine-tuning too (the
+   default recipe: ranges frozen after calibration, lr 1e-5, ``--ft-epochs`` over at most
+   ``--ft-max-train-samples`` rows), on the first seed.
 
-Writes ``ptq_variants.csv/.md``, ``qlevels_ptq.csv/.png``, ``site_sensitivity.csv/.png`` into
-``--out``. Example (after glue_eval.py wrote runs/glue_eval)::
+Writes ``ptq_variants.csv/.md``, ``qlevels_ptq.csv/.png``, ``site_sensitivity.csv/.png`` (and
+``qlevels_ft.csv/.png``) into ``--out``. Example (after glue_eval.py wrote runs/glue_eval)::
 
     python examples/ptq_study.py --runs runs/glue_eval --glue-dir ../shared/glue --out results
 """
@@ -66,6 +69,11 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--dtype", default=None, choices=["fp32", "bf16", "fp16"])
     p.add_argument("--max-eval-samples", type=int, default=None)
+    p.add_argument("--ft-levels-tasks", nargs="*", default=[], help="tasks of the fine-tuning q_levels sweep")
+    p.add_argument("--ft-max-train-samples", type=int, default=2000)
+    p.add_argument("--ft-epochs", type=float, default=1.0)
+    p.add_argument("--skip", nargs="*", default=[], choices=["variants", "levels", "sensitivity"],
+                   help="parts of the study not to run")
     return p.parse_args(argv)
 
 
@@ -146,6 +154,53 @@ def levels_study(args, runs: Path, out: Path) -> None:
     _plot_levels(rows, args, out / "qlevels_ptq.png")
 
 
+def ft_levels_study(args, runs: Path, out: Path) -> None:
+    """Score vs q_levels after the post-training transform and after fine-tuning, per task."""
+    import tempfile
+
+    rows = []
+    for task in args.ft_levels_tasks:
+        seed = args.seeds[0]
+        model, tokenizer = pipeline.load_model(str(original_dir(runs, task, seed)), task)
+        model.to(pipeline.resolve_device(None)).eval()
+        for levels in args.levels:
+            cfg = {k: {**v, "q_levels": levels} for k, v in VARIANTS[args.sweep_variant].items()}
+            ptq, gm = ptq_score(model, tokenizer, task, cfg, args, seed)
+            with tempfile.TemporaryDirectory() as scratch:
+                ft = pipeline.optical_finetune(gm, task, tokenizer=tokenizer, glue_dir=args.glue_dir, output_dir=scratch,
+                                               seed=seed, num_train_epochs=args.ft_epochs,
+                                               max_train_samples=args.ft_max_train_samples, eval_batch_size=args.batch_size,
+                                               per_device_train_batch_size=32, bf16=args.dtype == "bf16",
+                                               max_eval_samples=args.max_eval_samples, dtype=args.dtype, progress=False)
+            rows.append([task, seed, levels, ptq, ft.score])
+            print(f"ft levels {task} {levels} ptq {ptq:.4f} ft {ft.score:.4f}", flush=True)
+            model, tokenizer = pipeline.load_model(str(original_dir(runs, task, seed)), task)  # ft trained shared weights
+            model.to(pipeline.resolve_device(None)).eval()
+    write_csv(out / "qlevels_ft.csv", ["task", "seed", "q_levels", "ptq_score", "ft_score"], rows)
+    _plot_ft_levels(rows, args, out / "qlevels_ft.png")
+
+
+def _plot_ft_levels(rows, args, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, task in enumerate(args.ft_levels_tasks):
+        pts = [r for r in rows if r[0] == task]
+        color = f"C{i}"
+        ax.plot([r[2] for r in pts], [r[3] for r in pts], marker="o", ls="--", color=color, label=f"{task} post-training")
+        ax.plot([r[2] for r in pts], [r[4] for r in pts], marker="s", color=color, label=f"{task} fine-tuned")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("q_levels")
+    ax.set_ylabel("headline metric")
+    ax.set_title(f"Score vs q_levels, post-training and fine-tuned ({args.sweep_variant})")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def _plot_levels(rows, args, path: Path) -> None:
     import matplotlib
 
@@ -207,10 +262,14 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     runs, out = Path(args.runs), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    variants_study(args, runs, out)
-    levels_study(args, runs, out)
-    if args.sensitivity_task in args.tasks:
+    if "variants" not in args.skip:
+        variants_study(args, runs, out)
+    if "levels" not in args.skip:
+        levels_study(args, runs, out)
+    if args.sensitivity_task in args.tasks and "sensitivity" not in args.skip:
         sensitivity_study(args, runs, out)
+    if args.ft_levels_tasks:
+        ft_levels_study(args, runs, out)
     return 0
 
 

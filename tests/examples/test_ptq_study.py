@@ -1,0 +1,51 @@
+"""examples/ptq_study.py end to end on a tiny model and real RTE rows (CPU): every output file,
+scores in range, one sensitivity row per optical site."""
+
+import csv
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from optopass.tools.glue.data import default_glue_dir
+
+SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "ptq_study.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("ptq_study_example", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_ptq_study_writes_every_table_and_figure(make_tiny_classifier, tmp_path):
+    glue = default_glue_dir()
+    if glue is None or not (glue / "RTE" / "dev.tsv").is_file():
+        pytest.skip("no ../shared/glue/RTE")
+    runs = tmp_path / "runs"
+    make_tiny_classifier(runs / "models" / "rte" / "seed1" / "original")
+    out = tmp_path / "out"
+    code = _module().main(["--runs", str(runs), "--tasks", "rte", "--glue-dir", str(glue), "--out", str(out),
+                           "--variants", "minmax (reference)", "mse", "--levels", "16", "256",
+                           "--sensitivity-task", "rte", "--calibrate-batches", "1", "--batch-size", "16",
+                           "--max-eval-samples", "24", "--ft-levels-tasks", "rte", "--ft-max-train-samples", "16"])
+    assert code == 0
+    for name in ("ptq_variants.csv", "ptq_variants.md", "qlevels_ptq.csv", "qlevels_ptq.png", "site_sensitivity.csv",
+                 "site_sensitivity.png", "qlevels_ft.csv", "qlevels_ft.png"):
+        assert (out / name).stat().st_size > 0, name
+    variants = _rows(out / "ptq_variants.csv")
+    assert [r["variant"] for r in variants] == ["original", "minmax (reference)", "mse"]
+    assert all(0.0 <= float(r["score"]) <= 1.0 for r in variants)
+    assert [int(r["q_levels"]) for r in _rows(out / "qlevels_ptq.csv")] == [16, 256]
+    ft = _rows(out / "qlevels_ft.csv")
+    assert [int(r["q_levels"]) for r in ft] == [16, 256] and all(0 <= float(r["ft_score"]) <= 1 for r in ft)
+    sites = _rows(out / "site_sensitivity.csv")
+    # 2 layers x (q, k, v, attention out, intermediate, output) fc sites + 2 attention sites (qk, pv each)
+    assert len(sites) - 2 >= 2 * 6
+    assert sites[0]["site"] == "<original>" and sites[1]["site"] == "<all optical>"
