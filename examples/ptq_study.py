@@ -55,7 +55,7 @@ VARIANTS = {
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--runs", required=True, help="output folder of examples/glue_eval.py (holds models/<task>/seed<k>/original)")
+    p.add_argument("--runs", default=".", help="output folder of examples/glue_eval.py (holds models/<task>/seed<k>/original)")
     p.add_argument("--tasks", nargs="+", default=["sst2", "mrpc", "cola", "stsb", "rte"])
     p.add_argument("--seeds", nargs="+", type=int, default=[1])
     p.add_argument("--glue-dir", default=None)
@@ -72,6 +72,9 @@ def parse_args(argv=None):
     p.add_argument("--ft-levels-tasks", nargs="*", default=[], help="tasks of the fine-tuning q_levels sweep")
     p.add_argument("--ft-max-train-samples", type=int, default=2000)
     p.add_argument("--ft-epochs", type=float, default=1.0)
+    p.add_argument("--merge", nargs="+", default=None, metavar="DIR",
+                   help="no scoring: combine the ptq_variants.csv and qlevels_ptq.csv of several --out folders "
+                        "(e.g. one per GPU) into --out")
     p.add_argument("--skip", nargs="*", default=[], choices=["variants", "levels", "sensitivity"],
                    help="parts of the study not to run")
     return p.parse_args(argv)
@@ -258,10 +261,38 @@ def _plot_sensitivity(rows, task, full, base, variant, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def read_csv(path: Path) -> list[list]:
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))[1:]
+    return [[float(v) if i >= 3 or (i == 2 and v.isdigit()) else (int(v) if i == 1 else v) for i, v in enumerate(r)]
+            for r in rows]
+
+
+def merge(args, out: Path) -> None:
+    """Rebuild the variant table and the levels figure from the CSVs of several runs."""
+    variants, levels = [], []
+    for folder in map(Path, args.merge):
+        if (folder / "ptq_variants.csv").is_file():
+            variants += read_csv(folder / "ptq_variants.csv")
+        if (folder / "qlevels_ptq.csv").is_file():
+            levels += [[r[0], r[1], int(r[2]), r[3]] for r in read_csv(folder / "qlevels_ptq.csv")]
+    args.tasks = [t for t in args.tasks if any(r[0] == t for r in variants + levels)]
+    args.variants = [v for v in args.variants if any(r[2] == v for r in variants)]
+    if variants:
+        write_csv(out / "ptq_variants.csv", ["task", "seed", "variant", "score", "relative"], variants)
+        write_variants_md(args, variants, out / "ptq_variants.md")
+    if levels:
+        write_csv(out / "qlevels_ptq.csv", ["task", "seed", "q_levels", "score"], levels)
+        _plot_levels(levels, args, out / "qlevels_ptq.png")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     runs, out = Path(args.runs), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.merge:
+        merge(args, out)
+        return 0
     if "variants" not in args.skip:
         variants_study(args, runs, out)
     if "levels" not in args.skip:

@@ -49,3 +49,20 @@ def test_ptq_study_writes_every_table_and_figure(make_tiny_classifier, tmp_path)
     # 2 layers x (q, k, v, attention out, intermediate, output) fc sites + 2 attention sites (qk, pv each)
     assert len(sites) - 2 >= 2 * 6
     assert sites[0]["site"] == "<original>" and sites[1]["site"] == "<all optical>"
+
+
+def test_merge_combines_the_tables_of_several_runs(tmp_path):
+    parts = []
+    for k, task in enumerate(["rte", "mrpc"]):
+        part = tmp_path / f"gpu{k}"
+        part.mkdir()
+        (part / "ptq_variants.csv").write_text(
+            f"task,seed,variant,score,relative\n{task},1,original,0.8,1.0\n{task},1,mse,0.76,0.95\n")
+        (part / "qlevels_ptq.csv").write_text(f"task,seed,q_levels,score\n{task},1,16,0.5\n{task},1,256,0.76\n")
+        parts.append(str(part))
+    out = tmp_path / "merged"
+    assert _module().main(["--merge", *parts, "--out", str(out), "--tasks", "mrpc", "rte"]) == 0
+    assert len(_rows(out / "ptq_variants.csv")) == 4 and len(_rows(out / "qlevels_ptq.csv")) == 4
+    table = (out / "ptq_variants.md").read_text()
+    assert "| mse | 0.760 | 0.760 | 95.0% (min 95.0%) |" in table
+    assert (out / "qlevels_ptq.png").stat().st_size > 0
