@@ -45,11 +45,11 @@ def _both(**params) -> dict:
 
 
 VARIANTS = {
-    "minmax (reference)": _cfg(),
-    "percentile 0.1/99.9": _both(q_quantiles=[0.001, 0.999]),
+    "minmax (reference)": _both(q_range_method="statistic"),
+    "percentile 0.1/99.9": _both(q_quantiles=[0.001, 0.999], q_range_method="statistic"),
     "mse": _both(q_range_method="mse"),
     "mse + fc out per-channel": _cfg(fc={"q_range_method": "mse", "q_out_granularity": "channel"}, attn={"q_range_method": "mse"}),
-    "minmax, no LUT, no dither": _both(q_lut_min=None, q_dither=False),
+    "minmax, no LUT, no dither": _both(q_lut_min=None, q_dither=False, q_range_method="statistic"),
 }
 
 
@@ -61,10 +61,10 @@ def parse_args(argv=None):
     p.add_argument("--glue-dir", default=None)
     p.add_argument("--out", default="results")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    p.add_argument("--sweep-variant", default="mse + fc out per-channel", choices=list(VARIANTS))
+    p.add_argument("--sweep-variant", default="mse", choices=list(VARIANTS))
     p.add_argument("--levels", nargs="+", type=int, default=[16, 32, 64, 128, 256])
     p.add_argument("--sensitivity-task", default="mrpc")
-    p.add_argument("--sensitivity-variant", default="minmax (reference)", choices=list(VARIANTS))
+    p.add_argument("--sensitivity-variant", default="mse", choices=list(VARIANTS))
     p.add_argument("--calibrate-batches", type=int, default=32)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--dtype", default=None, choices=["fp32", "bf16", "fp16"])

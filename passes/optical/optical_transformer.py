@@ -47,9 +47,11 @@ class OpticalTransformerParams:
         q_init_seed: seed of the output dither (>= 0).
         q_bypass: leave the site as the original op.
         q_dither: stochastic rounding of the output (the reference's behaviour); False rounds.
-        q_range_method: how each batch's range is estimated: ``statistic`` (min/max, or
-            ``q_quantiles``; the reference) or ``mse`` (the clip range minimising each operand's
-            quantization error, searched per site and operand).
+        q_range_method: how each batch's range is estimated: ``mse`` (the clip range minimising
+            each operand's quantization error, LUT floor included, searched per site and
+            operand) or ``statistic`` (min/max, or ``q_quantiles``: the reference study's op).
+            Default (null): ``statistic`` when ``q_quantiles`` is given, else ``mse`` (on a
+            pretrained MiniLM min/max ranges with the LUT floor lose half of MRPC; see results/).
         q_out_granularity: ``tensor`` (one output range per site; the reference) or ``channel``
             (``fc`` only: one output range per output feature, as per-channel detector gains
             would give; ranges are then min/max or quantiles per channel).
@@ -62,7 +64,7 @@ class OpticalTransformerParams:
     q_init_seed: int = 0
     q_bypass: bool = False
     q_dither: bool = True
-    q_range_method: str = "statistic"
+    q_range_method: str | None = None
     q_out_granularity: str = "tensor"
 
     def __post_init__(self):
@@ -84,6 +86,8 @@ class OpticalTransformerParams:
         object.__setattr__(self, "q_smooth_factor", float(self.q_smooth_factor))
         if not _is_int(self.q_init_seed) or self.q_init_seed < 0:
             raise ConfigError(f"q_init_seed: must be an integer >= 0, got {self.q_init_seed!r}")
+        if self.q_range_method is None:
+            object.__setattr__(self, "q_range_method", "statistic" if self.q_quantiles is not None else "mse")
         if self.q_range_method not in RANGE_METHODS:
             raise ConfigError(f"q_range_method: must be one of {', '.join(RANGE_METHODS)}, got {self.q_range_method!r}")
         if self.q_out_granularity not in OUT_GRANULARITIES:

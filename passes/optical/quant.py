@@ -135,9 +135,10 @@ def hash_uniform(shape: torch.Size, key: Tensor, device: torch.device) -> Tensor
     numel = 1
     for s in shape:
         numel *= s
-    k32 = (((key.long() + (1 << 31)) & _MASK32) - (1 << 31)).to(torch.int32)  # same bits, as int32
-    idx = torch.arange(numel, device=device, dtype=torch.int64).view(shape)
-    idx = (((idx + (1 << 31)) & _MASK32) - (1 << 31)).to(torch.int32)
+    # int64 -> int32 keeps the low 32 bits (the same uint32 bit pattern). No literal >= 2**31
+    # here: Inductor narrows the index to int32 and Triton refuses such a constant there.
+    k32 = key.long().to(torch.int32)
+    idx = torch.arange(numel, device=device, dtype=torch.int64).view(shape).to(torch.int32)
     h = mix32(idx + k32 * _GOLDEN)
     h = mix32(h ^ k32)
     return _srl(h, 8).float() * (1.0 / (1 << 24))
