@@ -72,6 +72,12 @@ def parse_args(argv=None):
     p.add_argument("--ft-levels-tasks", nargs="*", default=[], help="tasks of the fine-tuning q_levels sweep")
     p.add_argument("--ft-max-train-samples", type=int, default=2000)
     p.add_argument("--ft-epochs", type=float, default=1.0)
+    p.add_argument("--sensitivity-method", default="bypass", choices=["bypass", "sqnr"],
+                   help="bypass: the task score with one site switched back to the original op at a time (one "
+                        "evaluation per site); sqnr: each site's output SQNR against the exact op (optopass.tools."
+                        "report.site_sqnr) for the reference's min/max ranges and for --sensitivity-variant, on "
+                        "--sqnr-batches training batches (cheap: runs on a CPU)")
+    p.add_argument("--sqnr-batches", type=int, default=4)
     p.add_argument("--merge", nargs="+", default=None, metavar="DIR",
                    help="no scoring: combine the ptq_variants.csv and qlevels_ptq.csv of several --out folders "
                         "(e.g. one per GPU) into --out")
@@ -244,6 +250,46 @@ def sensitivity_study(args, runs: Path, out: Path) -> None:
     _plot_sensitivity(rows, task, full, base, args.sensitivity_variant, out / "site_sensitivity.png")
 
 
+def sqnr_study(args, runs: Path, out: Path) -> None:
+    """Per-site output SQNR of the reference's ranges and of --sensitivity-variant, one figure."""
+    from optopass.tools.report import site_sqnr
+
+    task, seed = args.sensitivity_task, args.seeds[0]
+    model, tokenizer = pipeline.load_model(str(original_dir(runs, task, seed)), task)
+    device = pipeline.resolve_device(None)
+    model.to(device).eval()
+    variants = list(dict.fromkeys(["minmax (reference)", args.sensitivity_variant]))
+    results = {}
+    for name in variants:
+        gm, _ = pipeline.transform(model, task, VARIANTS[name], args.calibrate_batches, tokenizer=tokenizer,
+                                   glue_dir=args.glue_dir, seed=seed)
+        batches = pipeline.calibration_batches(task, tokenizer, args.sqnr_batches, input_names=gm.capture_info.input_names,
+                                               glue_dir=args.glue_dir, seed=seed + 1000)
+        results[name] = {r["site"]: r["sqnr_db"] for r in site_sqnr(gm, [{k: v.to(device) for k, v in b.items()}
+                                                                         for b in batches])}
+    sites = list(results[variants[0]])
+    rows = [[site] + [round(results[v][site], 2) for v in variants] for site in sites]
+    rows.sort(key=lambda r: r[1])
+    write_csv(out / "site_sqnr.csv", ["site"] + [f"sqnr_db {v}" for v in variants], rows)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, max(4, len(rows) * 0.2)))
+    height = 0.8 / len(variants)
+    for i, v in enumerate(variants):
+        ax.barh([k + i * height for k in range(len(rows))], [r[1 + i] for r in rows], height=height, label=v)
+    labels = [r[0].replace("bert.encoder.layer.", "L").replace("roberta.encoder.layer.", "L") for r in rows]
+    ax.set_yticks([k + height * (len(variants) - 1) / 2 for k in range(len(rows))], labels, fontsize=6)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"output SQNR (dB) against the exact op, {task} training sentences (higher is better)")
+    ax.set_title("Per-site fidelity of the post-training transform (worst first)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "site_sqnr.png", dpi=120)
+
+
 def _plot_sensitivity(rows, task, full, base, variant, path: Path) -> None:
     import matplotlib
 
@@ -298,7 +344,7 @@ def main(argv=None) -> int:
     if "levels" not in args.skip:
         levels_study(args, runs, out)
     if args.sensitivity_task in args.tasks and "sensitivity" not in args.skip:
-        sensitivity_study(args, runs, out)
+        (sqnr_study if args.sensitivity_method == "sqnr" else sensitivity_study)(args, runs, out)
     if args.ft_levels_tasks:
         ft_levels_study(args, runs, out)
     return 0

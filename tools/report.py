@@ -78,3 +78,47 @@ def sqnr_db(reference: torch.Tensor, test: torch.Tensor) -> float:
     if noise == 0:
         return float("inf")
     return float(10 * torch.log10(signal / noise))
+
+
+def site_sqnr(model: nn.Module, batches) -> list[dict[str, Any]]:
+    """Per-site output fidelity of a calibrated optical model: for each site, the SQNR (dB) of
+    its optical output against the exact op (``x·Wᵀ + b``, ``a·b``) on the same inputs, pooled
+    over `batches` (dicts of model inputs), worst first. The inputs a site sees already carry the
+    error of the sites before it, so the figure is each site's own loss, not an accumulated one.
+    Runs in eval mode without gradients; the model's mode and the sites' state are restored.
+    """
+    from optopass.passes.optical.sites import SiteBase, optical_sites
+
+    sums: dict[str, list[float]] = {}
+    handles = []
+
+    def hook(site, args, output):
+        site.enabled = False  # the exact op on the very same inputs
+        try:
+            exact = site.forward(*args)  # not site(...): that would run this hook again
+        finally:
+            site.enabled = True
+        ref, out = exact.detach().double(), output.detach().double()
+        acc = sums.setdefault(site.site_name, [0.0, 0.0])
+        acc[0] += float(ref.pow(2).sum())
+        acc[1] += float((out - ref).pow(2).sum())
+
+    sites = [site for _, site in optical_sites(model) if isinstance(site, SiteBase) and hasattr(site, "enabled")]
+    for site in sites:
+        handles.append(site.register_forward_hook(hook))
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            for batch in batches:
+                model(**batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    rows = []
+    for site in sites:
+        signal, noise = sums.get(site.site_name, (0.0, 0.0))
+        db = float("inf") if noise == 0 else 10 * torch.log10(torch.tensor(signal / noise)).item()
+        rows.append({"site": site.site_name, "kind": site.kind, "op": site.op, "sqnr_db": db})
+    return sorted(rows, key=lambda r: r["sqnr_db"])

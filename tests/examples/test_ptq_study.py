@@ -66,3 +66,20 @@ def test_merge_combines_the_tables_of_several_runs(tmp_path):
     table = (out / "ptq_variants.md").read_text()
     assert "| mse | 0.760 | 0.760 | 95.0% (min 95.0%) |" in table
     assert (out / "qlevels_ptq.png").stat().st_size > 0
+
+
+def test_sqnr_sensitivity_compares_the_reference_ranges_with_the_default(make_tiny_classifier, tmp_path):
+    glue = default_glue_dir()
+    if glue is None or not (glue / "RTE" / "train.tsv").is_file():
+        pytest.skip("no ../shared/glue/RTE")
+    runs = tmp_path / "runs"
+    make_tiny_classifier(runs / "models" / "rte" / "seed1" / "original")
+    out = tmp_path / "out"
+    assert _module().main(["--runs", str(runs), "--tasks", "rte", "--glue-dir", str(glue), "--out", str(out),
+                           "--skip", "variants", "levels", "--sensitivity-task", "rte", "--sensitivity-method", "sqnr",
+                           "--calibrate-batches", "1", "--sqnr-batches", "1"]) == 0
+    rows = _rows(out / "site_sqnr.csv")
+    assert list(rows[0]) == ["site", "sqnr_db minmax (reference)", "sqnr_db mse"]
+    assert len(rows) == 2 * 6 + 1 + 2 * 2
+    worst = [float(r["sqnr_db minmax (reference)"]) for r in rows]
+    assert worst == sorted(worst) and (out / "site_sqnr.png").stat().st_size > 0

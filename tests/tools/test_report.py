@@ -83,3 +83,31 @@ def test_sqnr_against_a_hand_computation():
     noisy = ref + torch.tensor([0.1, 0.0, -0.1])
     assert sqnr_db(ref, noisy) == pytest.approx(10 * math.log10(14 / 0.02))
     assert sqnr_db(ref, ref) == math.inf
+
+
+def test_site_sqnr_matches_a_float64_reference_per_site():
+    import torch.nn.functional as F
+
+    from optopass.passes.optical import quant
+    from optopass.passes.optical.sites import optical_sites
+    from optopass.tools.report import site_sqnr
+    from tests.conftest import hf_inputs, tiny_hf_model
+
+    gm = optopass.apply_optical_pass(tiny_hf_model("bert", "eager"), {k: {"q_dither": False} for k in ("fc", "attn")})
+    optopass.calibrate(gm, [hf_inputs(3, 12)])
+    batch = hf_inputs(3, 12, seed=2)
+    seen = {}
+    handles = [site.register_forward_hook(lambda s, a, o: seen.setdefault(s.site_name, (a, o)) and None)
+               for _, site in optical_sites(gm) if site.op in ("linear", "matmul")]
+    gm(**batch)
+    for h in handles:
+        h.remove()
+    rows = {r["site"]: r for r in site_sqnr(gm, [batch])}
+    assert set(rows) == set(seen) and len(rows) == 2 * 6 + 1 + 2 * 2  # 6 fc a layer, pooler, qk/pv a layer
+    for name, (args, out) in seen.items():
+        args64 = [a.double() if torch.is_tensor(a) else a for a in args]
+        exact = F.linear(*args64) if rows[name]["op"] == "linear" else torch.matmul(*args64)
+        ref_db = 10 * torch.log10(exact.pow(2).sum() / (out.double() - exact).pow(2).sum())
+        assert rows[name]["sqnr_db"] == pytest.approx(float(ref_db), abs=0.05), name
+    assert [r["sqnr_db"] for r in site_sqnr(gm, [batch])] == sorted(r["sqnr_db"] for r in rows.values())
+    assert not gm.training  # the mode is restored
