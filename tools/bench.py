@@ -165,8 +165,8 @@ def run_bench(device: str | None = None, shape: str | None = None, batch: int | 
     batch = batch or (32 if on_gpu else 8)
     sizes = list(sizes or [(batch, seq)])
     torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype or ("bf16" if on_gpu else "fp32")]
-    if compile_modes is None:
-        compile_modes = ["eager", "compiled"]
+    if compile_modes is None:  # compiling on a CPU takes minutes: opt-in there (--compile)
+        compile_modes = ["eager", "compiled"] if on_gpu else ["eager"]
     plain = build_model(shape, torch_dtype, device)
     rows: list[Row] = []
     for batch, seq in sizes:
@@ -235,7 +235,10 @@ def add_subcommand(sub) -> None:
     p.add_argument("--seq", type=int, default=128)
     p.add_argument("--sizes", nargs="+", default=None, metavar="BxL",
                    help="several batch x sequence sizes in one run, e.g. 32x128 8x512 128x128 (overrides --batch/--seq)")
-    p.add_argument("--no-compile", action="store_true", help="eager rows only (no torch.compile)")
+    compiling = p.add_mutually_exclusive_group()
+    compiling.add_argument("--compile", action="store_true",
+                           help="torch.compile rows on the CPU too (default on the GPU; minutes of compiling on a CPU)")
+    compiling.add_argument("--no-compile", action="store_true", help="eager rows only (no torch.compile)")
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None, help="default: bf16 on GPU, fp32 on CPU")
     p.add_argument("--modes", nargs="+", choices=["eval", "train"], default=["eval", "train"])
     p.add_argument("--iters", type=int, default=20)
@@ -266,7 +269,7 @@ def _run(args) -> int:
     import sys
 
     rows = run_bench(args.device, args.shape, args.batch, args.seq, args.dtype, tuple(args.modes),
-                     compile_modes=["eager"] if args.no_compile else None, warmup=args.warmup, iters=args.iters,
+                     compile_modes=["eager"] if args.no_compile else (["eager", "compiled"] if args.compile else None), warmup=args.warmup, iters=args.iters,
                      with_reference=not args.no_reference, cfg=args.cfg, sizes=sizes,
                      log=lambda line: print(line, file=sys.stderr, flush=True))
     print(json.dumps([asdict(r) for r in rows], indent=2) if args.json else format_rows(rows))
