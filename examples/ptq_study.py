@@ -93,6 +93,17 @@ def original_dir(runs: Path, task: str, seed: int) -> Path:
     return path
 
 
+def load_original(runs: Path, task: str, seed: int):
+    """(fine-tuned original on the device, in eval mode; its tokenizer)."""
+    model, tokenizer = pipeline.load_model(str(original_dir(runs, task, seed)), task)
+    return model.to(pipeline.resolve_device(None)).eval(), tokenizer
+
+
+def at_levels(variant: str, levels: int) -> dict:
+    """The config of `variant` with `levels` quantization levels on every kind."""
+    return {k: {**v, "q_levels": levels} for k, v in VARIANTS[variant].items()}
+
+
 def headline(task: str, metrics: dict) -> float:
     return metrics[get_task(task).headline_metric]
 
@@ -121,8 +132,7 @@ def variants_study(args, runs: Path, out: Path) -> list[list]:
     rows = []
     for task in args.tasks:
         for seed in args.seeds:
-            model, tokenizer = pipeline.load_model(str(original_dir(runs, task, seed)), task)
-            model.to(pipeline.resolve_device(None)).eval()
+            model, tokenizer = load_original(runs, task, seed)
             base = evaluate(model, task, tokenizer, args)
             rows.append([task, seed, "original", base, 1.0])
             for name in args.variants:
@@ -152,11 +162,9 @@ def levels_study(args, runs: Path, out: Path) -> None:
     rows = []
     for task in args.tasks:
         seed = args.seeds[0]
-        model, tokenizer = pipeline.load_model(str(original_dir(runs, task, seed)), task)
-        model.to(pipeline.resolve_device(None)).eval()
+        model, tokenizer = load_original(runs, task, seed)
         for levels in args.levels:
-            cfg = {k: {**v, "q_levels": levels} for k, v in VARIANTS[args.sweep_variant].items()}
-            score, _ = ptq_score(model, tokenizer, task, cfg, args, seed)
+            score, _ = ptq_score(model, tokenizer, task, at_levels(args.sweep_variant, levels), args, seed)
             rows.append([task, seed, levels, score])
             print(f"levels {task} {levels} {score:.4f}", flush=True)
     write_csv(out / "qlevels_ptq.csv", ["task", "seed", "q_levels", "score"], rows)
@@ -170,11 +178,9 @@ def ft_levels_study(args, runs: Path, out: Path) -> None:
     rows = []
     for task in args.ft_levels_tasks:
         seed = args.seeds[0]
-        model, tokenizer = pipeline.load_model(str(original_dir(runs, task, seed)), task)
-        model.to(pipeline.resolve_device(None)).eval()
+        model, tokenizer = load_original(runs, task, seed)
         for levels in args.levels:
-            cfg = {k: {**v, "q_levels": levels} for k, v in VARIANTS[args.sweep_variant].items()}
-            ptq, gm = ptq_score(model, tokenizer, task, cfg, args, seed)
+            ptq, gm = ptq_score(model, tokenizer, task, at_levels(args.sweep_variant, levels), args, seed)  # a copy
             with tempfile.TemporaryDirectory() as scratch:
                 ft = pipeline.optical_finetune(gm, task, tokenizer=tokenizer, glue_dir=args.glue_dir, output_dir=scratch,
                                                seed=seed, num_train_epochs=args.ft_epochs,
@@ -183,8 +189,6 @@ def ft_levels_study(args, runs: Path, out: Path) -> None:
                                                max_eval_samples=args.max_eval_samples, dtype=args.dtype, progress=False)
             rows.append([task, seed, levels, ptq, ft.score])
             print(f"ft levels {task} {levels} ptq {ptq:.4f} ft {ft.score:.4f}", flush=True)
-            model, tokenizer = pipeline.load_model(str(original_dir(runs, task, seed)), task)  # ft trained shared weights
-            model.to(pipeline.resolve_device(None)).eval()
     write_csv(out / "qlevels_ft.csv", ["task", "seed", "q_levels", "ptq_score", "ft_score"], rows)
     _plot_ft_levels(rows, args, out / "qlevels_ft.png")
 
@@ -233,8 +237,7 @@ def sensitivity_study(args, runs: Path, out: Path) -> None:
     from optopass.passes.optical.sites import optical_sites
 
     task, seed = args.sensitivity_task, args.seeds[0]
-    model, tokenizer = pipeline.load_model(str(original_dir(runs, task, seed)), task)
-    model.to(pipeline.resolve_device(None)).eval()
+    model, tokenizer = load_original(runs, task, seed)
     base = evaluate(model, task, tokenizer, args)
     full, gm = ptq_score(model, tokenizer, task, VARIANTS[args.sensitivity_variant], args, seed)
     rows = []
@@ -255,9 +258,8 @@ def sqnr_study(args, runs: Path, out: Path) -> None:
     from optopass.tools.report import site_sqnr
 
     task, seed = args.sensitivity_task, args.seeds[0]
-    model, tokenizer = pipeline.load_model(str(original_dir(runs, task, seed)), task)
-    device = pipeline.resolve_device(None)
-    model.to(device).eval()
+    model, tokenizer = load_original(runs, task, seed)
+    device = next(model.parameters()).device
     variants = list(dict.fromkeys(["minmax (reference)", args.sensitivity_variant]))
     results = {}
     for name in variants:

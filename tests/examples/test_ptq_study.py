@@ -24,13 +24,19 @@ def _rows(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def test_ptq_study_writes_every_table_and_figure(make_tiny_classifier, tmp_path):
+def _tiny_rte_run(make_tiny_classifier, tmp_path, split: str) -> tuple[Path, Path, Path]:
+    """(GLUE folder, a glue_eval-style runs folder holding a tiny RTE original, out folder);
+    skips without the shared RTE `split`."""
     glue = default_glue_dir()
-    if glue is None or not (glue / "RTE" / "dev.tsv").is_file():
+    if glue is None or not (glue / "RTE" / f"{split}.tsv").is_file():
         pytest.skip("no ../shared/glue/RTE")
     runs = tmp_path / "runs"
     make_tiny_classifier(runs / "models" / "rte" / "seed1" / "original")
-    out = tmp_path / "out"
+    return glue, runs, tmp_path / "out"
+
+
+def test_ptq_study_writes_every_table_and_figure(make_tiny_classifier, tmp_path):
+    glue, runs, out = _tiny_rte_run(make_tiny_classifier, tmp_path, "dev")
     code = _module().main(["--runs", str(runs), "--tasks", "rte", "--glue-dir", str(glue), "--out", str(out),
                            "--variants", "minmax (reference)", "mse", "--levels", "16", "256",
                            "--sensitivity-task", "rte", "--calibrate-batches", "1", "--batch-size", "16",
@@ -69,12 +75,7 @@ def test_merge_combines_the_tables_of_several_runs(tmp_path):
 
 
 def test_sqnr_sensitivity_compares_the_reference_ranges_with_the_default(make_tiny_classifier, tmp_path):
-    glue = default_glue_dir()
-    if glue is None or not (glue / "RTE" / "train.tsv").is_file():
-        pytest.skip("no ../shared/glue/RTE")
-    runs = tmp_path / "runs"
-    make_tiny_classifier(runs / "models" / "rte" / "seed1" / "original")
-    out = tmp_path / "out"
+    glue, runs, out = _tiny_rte_run(make_tiny_classifier, tmp_path, "train")
     assert _module().main(["--runs", str(runs), "--tasks", "rte", "--glue-dir", str(glue), "--out", str(out),
                            "--skip", "variants", "levels", "--sensitivity-task", "rte", "--sensitivity-method", "sqnr",
                            "--calibrate-batches", "1", "--sqnr-batches", "1"]) == 0
