@@ -8,10 +8,15 @@ calibrate, train or run it without leaking state into other tests.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import pytest
 import torch
+
+if not torch.cuda.is_available():  # Triton kernels then run in its interpreter, which is chosen
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # when triton is imported (torch._dynamo does)
+
 import transformers
 from torch import nn
 

@@ -7,10 +7,13 @@ library component), each with its ratio to the plain baseline measured in the sa
 Timing: CUDA events around each call on the GPU (median of many after warm-up), perf_counter
 on the CPU.
 
-``compiled`` is ``torch.compile`` (Inductor) for plain and optical models alike; eval graphs are
-compiled with Inductor's ``freezing`` (parameters as constants: the optical weight quantization
-folds into a constant, and the plain model gets the same treatment), training graphs without.
-The optical model's fastest supported mode, the one the README recommends, is ``compiled``.
+Modes, the same for plain and optical models: ``eager``; ``compiled``, ``torch.compile``
+(Inductor, default mode); ``cudagraphs``, ``torch.compile(mode="reduce-overhead")``: the same
+kernels replayed as CUDA graphs (GPU only), which removes the launch overhead of the many small
+kernels around each optical matmul. Eval graphs are compiled with Inductor's ``freezing``
+(parameters as constants: the optical weight quantization folds into a constant, and the plain
+model gets the same treatment), training graphs without. The optical model's fastest supported
+mode, the one the README recommends on a GPU, is ``cudagraphs``; on a CPU, ``compiled``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,15 @@ SHAPES = {
     "roberta-base": (768, 12, 12, 3072, 50265),
     "small": (256, 4, 4, 1024, 8000),
 }
+
+
+COMPILE_MODES = ("eager", "compiled", "cudagraphs")
+_TORCH_COMPILE_MODE = {"compiled": None, "cudagraphs": "reduce-overhead"}
+
+
+def compiled(model, mode: str):
+    """`model` as run in bench mode `mode` (see the module docstring)."""
+    return model if mode == "eager" else torch.compile(model, mode=_TORCH_COMPILE_MODE[mode])
 
 
 @dataclass
@@ -152,11 +164,14 @@ def reference_model(plain):
 
 def run_bench(device: str | None = None, shape: str | None = None, batch: int | None = None, seq: int = 128,
               dtype: str | None = None, modes=("eval", "train"), compile_modes=None, warmup: int = 5, iters: int = 20,
-              with_reference: bool = True, cfg=None, log=None, sizes=None) -> list[Row]:
+              with_reference: bool = True, cfg=None, log=None, sizes=None,
+              attention_kernels=("auto",)) -> list[Row]:
     """Time plain vs optical models; see the module docstring. Returns one Row per measurement.
 
     `sizes` is a list of (batch, seq) pairs (default: the one of `batch` and `seq`).
     `log`, when given, is called with a line per measurement as soon as it is taken.
+    `attention_kernels`: OTAttention.kernel settings to time (``unfused`` rows are labelled
+    ``optopass/unfused-attn``).
     """
     log = log or (lambda line: None)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -166,7 +181,9 @@ def run_bench(device: str | None = None, shape: str | None = None, batch: int | 
     sizes = list(sizes or [(batch, seq)])
     torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype or ("bf16" if on_gpu else "fp32")]
     if compile_modes is None:  # compiling on a CPU takes minutes: opt-in there (--compile)
-        compile_modes = ["eager", "compiled"] if on_gpu else ["eager"]
+        compile_modes = list(COMPILE_MODES) if on_gpu else ["eager"]
+    if not on_gpu:
+        compile_modes = [m for m in compile_modes if m != "cudagraphs"]
     plain = build_model(shape, torch_dtype, device)
     rows: list[Row] = []
     for batch, seq in sizes:
@@ -174,28 +191,37 @@ def run_bench(device: str | None = None, shape: str | None = None, batch: int | 
         data = make_batch(plain, batch, seq, device)
         for mode in modes:
             rows += _bench_mode(plain, data, mode, device, torch_dtype, compile_modes, warmup, iters,
-                                with_reference, cfg, log)
+                                with_reference, cfg, log, attention_kernels)
     return rows
 
 
-def _bench_mode(plain, data, mode, device, torch_dtype, compile_modes, warmup, iters, with_reference, cfg, log):
+def _bench_mode(plain, data, mode, device, torch_dtype, compile_modes, warmup, iters, with_reference, cfg, log,
+                attention_kernels=("auto",)):
+    from ..passes.optical.optical_transformer import OTAttention
+
     batch, seq = data["input_ids"].shape
     tag = f"{mode} {batch}x{seq}"
     baselines = {}
     for plain_mode in compile_modes:
-        model = torch.compile(plain) if plain_mode == "compiled" else plain
+        model = compiled(plain, plain_mode)
         baselines[plain_mode] = _measure(model, data, mode, device, warmup, iters)
         log(f"{tag} plain {plain_mode}: {baselines[plain_mode][0]:.3f} ms, peak {baselines[plain_mode][1]:.0f} MB")
     candidates = []
     gm = optical_model(plain, cfg, data, device)
-    for optical_mode in compile_modes:
-        model = torch.compile(gm) if optical_mode == "compiled" else gm
-        try:
-            candidates.append(("optopass", optical_mode, *_measure(model, data, mode, device, warmup, iters)))
-        except Exception as err:  # a compiler failure costs this row, not the whole benchmark
-            log(f"{tag} optopass {optical_mode}: not measured ({type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''})")
-            continue
-        log(f"{tag} optopass {optical_mode}: {candidates[-1][2]:.3f} ms, peak {candidates[-1][3]:.0f} MB")
+    for kernel in attention_kernels:
+        name = "optopass" if kernel == "auto" else f"optopass/{kernel}-attn"
+        for attn in gm.modules():
+            if isinstance(attn, OTAttention):
+                attn.kernel = kernel
+        for optical_mode in compile_modes:
+            torch._dynamo.reset()
+            model = compiled(gm, optical_mode)
+            try:
+                candidates.append((name, optical_mode, *_measure(model, data, mode, device, warmup, iters)))
+            except Exception as err:  # a compiler failure costs this row, not the whole benchmark
+                log(f"{tag} {name} {optical_mode}: not measured ({type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''})")
+                continue
+            log(f"{tag} {name} {optical_mode}: {candidates[-1][2]:.3f} ms, peak {candidates[-1][3]:.0f} MB")
     del gm
     if with_reference and mode == "eval":
         try:
@@ -216,12 +242,12 @@ def _bench_mode(plain, data, mode, device, torch_dtype, compile_modes, warmup, i
 
 
 def format_rows(rows: list[Row]) -> str:
-    head = f"{'mode':<6}{'config':<11}{'optical':<10}{'vs plain':<10}{'plain ms':>10}{'optical ms':>12}{'ratio':>8}{'tokens/s':>12}{'peak MB':>10}{'mem ratio':>10}"
+    head = f"{'mode':<6}{'config':<24}{'optical':<11}{'vs plain':<11}{'plain ms':>10}{'optical ms':>12}{'ratio':>8}{'tokens/s':>12}{'peak MB':>10}{'mem ratio':>10}"
     lines = [f"device {rows[0].device}, {rows[0].dtype}" if rows else "no rows"]
     for i, r in enumerate(rows):
         if i == 0 or (r.batch, r.seq) != (rows[i - 1].batch, rows[i - 1].seq):
             lines += [f"batch {r.batch} x {r.seq}", head]
-        lines.append(f"{r.mode:<6}{r.config:<11}{r.optical_mode:<10}{r.plain_mode:<10}{r.plain_ms:>10.2f}{r.optical_ms:>12.2f}"
+        lines.append(f"{r.mode:<6}{r.config:<24}{r.optical_mode:<11}{r.plain_mode:<11}{r.plain_ms:>10.2f}{r.optical_ms:>12.2f}"
                      f"{r.ratio:>8.2f}{r.tokens_per_s:>12.0f}{r.peak_mem_mb:>10.0f}{r.mem_ratio:>10.2f}")
     return "\n".join(lines)
 
@@ -238,6 +264,8 @@ def add_subcommand(sub) -> None:
     compiling = p.add_mutually_exclusive_group()
     compiling.add_argument("--compile", action="store_true",
                            help="torch.compile rows on the CPU too (default on the GPU; minutes of compiling on a CPU)")
+    compiling.add_argument("--compile-modes", nargs="+", choices=COMPILE_MODES, default=None,
+                           help=f"the modes to time, for plain and optical alike (default on the GPU: {' '.join(COMPILE_MODES)})")
     compiling.add_argument("--no-compile", action="store_true", help="eager rows only (no torch.compile)")
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None, help="default: bf16 on GPU, fp32 on CPU")
     p.add_argument("--modes", nargs="+", choices=["eval", "train"], default=["eval", "train"])
@@ -245,6 +273,8 @@ def add_subcommand(sub) -> None:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--no-reference", action="store_true", help="skip the reference implementation's layers")
     p.add_argument("--cfg", default=None, help="optical config (default: transform_cfg.yaml)")
+    p.add_argument("--attention-kernels", nargs="+", choices=["auto", "unfused"], default=["auto"],
+                   help="optical attention as the fused kernel where it applies (auto) and/or as composed ops (unfused)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_run)
 
@@ -269,8 +299,9 @@ def _run(args) -> int:
     import sys
 
     rows = run_bench(args.device, args.shape, args.batch, args.seq, args.dtype, tuple(args.modes),
-                     compile_modes=["eager"] if args.no_compile else (["eager", "compiled"] if args.compile else None), warmup=args.warmup, iters=args.iters,
+                     compile_modes=["eager"] if args.no_compile else (["eager", "compiled"] if args.compile else args.compile_modes), warmup=args.warmup, iters=args.iters,
                      with_reference=not args.no_reference, cfg=args.cfg, sizes=sizes,
+                     attention_kernels=tuple(args.attention_kernels),
                      log=lambda line: print(line, file=sys.stderr, flush=True))
     print(json.dumps([asdict(r) for r in rows], indent=2) if args.json else format_rows(rows))
     return 0

@@ -191,9 +191,19 @@ class OTMatmul(_OTSite):
         return self._quantize_out(y)
 
 
+KERNELS = ("auto", "fused", "unfused")
+
+
 class OTAttention(torch.nn.Module):
     """Scaled-dot-product attention with both matmuls optical:
-    ``Q·Kᵀ`` (optical) -> scale -> mask -> softmax -> dropout (training) -> ``P·V`` (optical)."""
+    ``Q·Kᵀ`` (optical) -> scale -> mask -> softmax -> dropout (training) -> ``P·V`` (optical).
+
+    ``kernel``: ``auto`` (the default) runs a calibrated forward without gradients on a GPU as
+    one fused Triton kernel (kernels/attention.py: neither scores nor probabilities are written
+    to memory), everything else (observing, training, gradients, CPU, causal) as the composed
+    ops below; ``fused`` asks for the kernel wherever it applies (on a CPU through Triton's
+    interpreter), ``unfused`` never uses it.
+    """
 
     kind, op = "attn", "attention"
 
@@ -202,6 +212,31 @@ class OTAttention(torch.nn.Module):
         self.site_name = name
         self.qk = OTMatmul(params, f"{name}.qk", site_id)
         self.pv = OTMatmul(params, f"{name}.pv", site_id + 1, a_init=(0.0, 1.0))
+        self.kernel = "auto"
+
+    def _fusable(self, query, key, value, attn_mask, dropout_p, is_causal) -> bool:
+        if self.kernel == "unfused" or (self.kernel == "auto" and query.device.type != "cuda"):
+            return False
+        if not (self.qk.enabled and self.pv.enabled) or self.qk.observing() or self.pv.observing():
+            return False
+        if is_causal or (self.training and dropout_p > 0) or max(query.shape[-1], value.shape[-1]) > 256:
+            return False
+        if torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value)):
+            return False
+        if query.dim() != 4 or not query.dtype == key.dtype == value.dtype or self.qk.levels > 1 << 22:
+            return False
+        return attn_mask is None or attn_mask.dtype == torch.bool or attn_mask.is_floating_point()
+
+    def _fused(self, query, key, value, attn_mask, scale):
+        from .kernels import ops  # imports Triton: only once a fused call happens
+
+        self.qk.check_ready()
+        self.pv.check_ready()
+        ranges = torch.stack([site.range(n) for site in (self.qk, self.pv) for n in ("a", "b", "out")])
+        keys = torch.stack([self.qk.next_key(), self.pv.next_key()])
+        dither = self.qk.dither or self.pv.dither  # one config for both sites of an attention
+        return ops.ot_attention(query, key, value, attn_mask, float(scale), ranges, keys,
+                                self.qk.levels, self.qk.lut_min, dither)
 
     def forward(self, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
         scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
@@ -209,6 +244,8 @@ class OTAttention(torch.nn.Module):
             repeat = query.shape[-3] // key.shape[-3]
             key = key.repeat_interleave(repeat, dim=-3)
             value = value.repeat_interleave(repeat, dim=-3)
+        if self._fusable(query, key, value, attn_mask, dropout_p, is_causal):
+            return self._fused(query, key, value, attn_mask, scale)
         scores = self.qk(query, key.transpose(-2, -1)) * scale
         if is_causal:
             causal = torch.ones(scores.shape[-2:], dtype=torch.bool, device=scores.device).tril()

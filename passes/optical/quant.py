@@ -16,14 +16,19 @@ _MASK32 = 0xFFFFFFFF
 
 
 def to_grid(x: Tensor, lo: Tensor, hi: Tensor, levels: int) -> Tensor:
-    """Clamp `x` to [lo, hi] and scale it to [0, levels-1] (float32, not rounded)."""
+    """Clamp `x` to [lo, hi] and scale it to [0, levels-1] (float32, not rounded).
+
+    The scale is one factor of the range alone, so a compiled eval graph folds it into a
+    constant and each element costs a multiply, not a division (within 1 ulp of ``/``).
+    """
     x = torch.clamp(x.float(), lo, hi)
-    return x.sub(lo).div_(hi - lo + EPS).mul_(levels - 1)
+    return (x - lo) * ((levels - 1) / (hi - lo + EPS))
 
 
 def from_grid(k: Tensor, lo: Tensor, hi: Tensor, levels: int) -> Tensor:
-    """Map grid indices `k` back to values in [lo, hi]."""
-    return k.div(levels - 1).mul_(hi - lo).add_(lo)
+    """Map grid indices `k` back to values in [lo, hi] (mase-triton's order of operations,
+    which keeps values near zero within an ulp of its own)."""
+    return k / (levels - 1) * (hi - lo) + lo
 
 
 def lut_floor(x: Tensor, lo: Tensor, hi: Tensor, lut_min: float) -> Tensor:
@@ -107,10 +112,12 @@ def _mix32_key(x: Tensor) -> Tensor:
     return x ^ (x >> 16)
 
 
-def stream_key(seed: Tensor, site_id: int, counter: Tensor) -> Tensor:
+def stream_key(seed: Tensor, site_id: int | Tensor, counter: Tensor) -> Tensor:
     """A 32-bit key (int64 in [0, 2**32)) for one call of one site, from the config seed, the
-    site and its call count."""
-    k = _mix32_key((seed.long() & _MASK32) ^ (site_id * 0x9E3779B9 & _MASK32))
+    site (an int, or a 0-d int64 tensor: then compiled code is the same for every site) and
+    its call count."""
+    site = site_id.long() if isinstance(site_id, Tensor) else site_id
+    k = _mix32_key((seed.long() & _MASK32) ^ (site * 0x9E3779B9 & _MASK32))
     return _mix32_key(k ^ (counter.long() & _MASK32))
 
 

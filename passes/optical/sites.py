@@ -41,6 +41,8 @@ class SiteBase(nn.Module):
         self._ready: bool | None = None
         self.register_buffer("seed", torch.tensor(seed, dtype=torch.int64))
         self.register_buffer("counter", torch.tensor(0, dtype=torch.int64))
+        # the site id as data, not a constant: compiled kernels are then shared by all sites
+        self.register_buffer("site_index", torch.tensor(site_id, dtype=torch.int64), persistent=False)
         self.register_load_state_dict_post_hook(lambda module, _keys: module._forget_ready())
 
     @property
@@ -100,12 +102,16 @@ class SiteBase(nn.Module):
     def _forget_ready(self) -> None:
         self._ready = None
 
-    def next_noise(self, shape: torch.Size, device: torch.device) -> Tensor:
-        """Per-element U[0,1) dither for this call; advances the site's counter."""
-        key = quant.stream_key(self.seed, self.site_id, self.counter)
+    def next_key(self) -> Tensor:
+        """The dither key of this call (0-d int64 on the site's device); advances the counter."""
+        key = quant.stream_key(self.seed, self.site_index, self.counter)
         with torch.no_grad():
             self.counter.add_(1)
-        return quant.uniform_noise(shape, key, device)
+        return key
+
+    def next_noise(self, shape: torch.Size, device: torch.device) -> Tensor:
+        """Per-element U[0,1) dither for this call; advances the site's counter."""
+        return quant.uniform_noise(shape, self.next_key(), device)
 
     def set_stats_mode(self, mode: str) -> None:
         self.stats_mode = mode

@@ -1,0 +1,327 @@
+"""Fused forward of the Optical Transformer attention (eval), in one Triton kernel.
+
+For q, k, v of shape (B, H, L, D), with ``Q(x, r)`` = clamp to r = [lo, hi], scale to
+``levels-1`` steps, round half to even, rescale (quant.quantize), ``LUT`` its floor, and
+``Qd(x, r, u)`` the same with the rounding ``round(grid + u - 0.5)`` (quant.dither_quantize)::
+
+    s = Qd(Q(q, qa) · LUT(Q(k, qb))ᵀ, qo, u_qk) * scale + mask
+    p = softmax(s)                                   (float32)
+    o = Qd(Q(p, pa) · LUT(Q(v, pb)), po, u_pv)
+
+The dither u is quant.hash_uniform's: element (b, h, i, j) of s has flat index
+``((b*H + h)*Lq + i)*Lk + j`` and key ``keys[0]``; element (b, h, i, d) of o has
+``((b*H + h)*Lq + i)*Dv + d`` and key ``keys[1]`` (indices mod 2**32). Neither s nor p is
+written to memory: a program owns one (b, h, block of query rows); when the keys span several
+blocks, pass 1 finds each row's max and sum of exp (online rescaling) and pass 2 recomputes
+the identical scores and accumulates ``Q(p)·LUT(Q(v))``; one block of keys takes one pass.
+
+Where the eager op (OTAttention) rounds an intermediate to the input dtype (matmul outputs,
+quantized operands, scaled scores, probabilities), the kernel rounds it too, so bf16/fp16
+results follow the unfused op; for fp32 those roundings are no-ops. Divisions are correctly
+rounded and the launch turns off FMA contraction, so the rounding decisions are torch's. A bool
+mask sets -inf where False; a fully masked row gives NaN, as in torch.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+EPS = tl.constexpr(1e-8)  # quant.EPS
+MAX_LEVELS = 1 << 22  # _round_half_even is exact below 2**22
+
+
+@triton.jit
+def _round_half_even(x):
+    """torch.round for |x| < 2**22 (grid values are): adding and removing 1.5 * 2**23 leaves
+    the nearest integer, ties to even, in IEEE float32 (two adds; libdevice.rint is not
+    available in the interpreter). NaN stays NaN."""
+    return (x + 12582912.0) - 12582912.0
+
+
+@triton.jit
+def _to_grid(x, lo, hi, steps):
+    """quant.to_grid: one factor per range, rounded as torch rounds ``steps / t`` (1/t, then *)."""
+    # torch.clamp keeps NaN (a fully masked row stays NaN)
+    x = tl.minimum(tl.maximum(x, lo, propagate_nan=tl.PropagateNan.ALL), hi, propagate_nan=tl.PropagateNan.ALL)
+    return (x - lo) * (tl.math.div_rn(1.0, hi - lo + EPS) * steps)
+
+
+@triton.jit
+def _from_grid(k, lo, hi, steps):
+    """quant.from_grid with the step of the range computed once (within an ulp of torch)."""
+    return k * ((hi - lo) / steps) + lo
+
+
+@triton.jit
+def _quantize(x, lo, hi, steps, lut_min, HAS_LUT: tl.constexpr):
+    q = _from_grid(_round_half_even(_to_grid(x, lo, hi, steps)), lo, hi, steps)
+    if HAS_LUT:
+        pos = lut_min * hi
+        neg = -lut_min * tl.abs(lo)
+        q = tl.where((q > 0) & (q < pos), pos, q)
+        q = tl.where((q < 0) & (q > neg), neg, q)
+    return q
+
+
+@triton.jit
+def _dither_quantize(x, lo, hi, steps, idx, key, DITHER: tl.constexpr):
+    g = _to_grid(x, lo, hi, steps)
+    if DITHER:
+        g = g + (_uniform(idx, key) - 0.5)
+    return _from_grid(_round_half_even(g), lo, hi, steps)
+
+
+@triton.jit
+def _mix32(x):
+    """lowbias32 on uint32 (logical shifts, products wrap mod 2**32)."""
+    x = x ^ (x >> 16)
+    x = x * 0x7FEB352D
+    x = x ^ (x >> 15)
+    x = x * 0x846CA68B
+    return x ^ (x >> 16)
+
+
+@triton.jit
+def _uniform(idx, key):
+    """quant.hash_uniform's U[0, 1) for uint32 flat indices `idx` and uint32 `key`."""
+    h = _mix32(_mix32(idx + key * 0x9E3779B9) ^ key)
+    return (h >> 8).to(tl.float32) * (1.0 / 16777216.0)
+
+
+@triton.jit
+def _as(x, dtype: tl.constexpr):
+    """`x` rounded to `dtype`, back in float32."""
+    return x.to(dtype).to(tl.float32)
+
+
+@triton.jit
+def _scores(
+    qq, K, Mask, start_n, offs_m, rows, key_qk,
+    Lq, Lk, D, stride_kn, stride_kd, stride_mm, stride_mn,
+    scale, qb_lo, qb_hi, qo_lo, qo_hi, steps, lut_min,
+    HAS_LUT: tl.constexpr, HAS_MASK: tl.constexpr, MASK_IS_BOOL: tl.constexpr,
+    ROUND_MASKED: tl.constexpr, DITHER: tl.constexpr, PRECISION: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, MASK_ROW: tl.constexpr,
+):
+    """Final scores (dithered, scaled, masked; -inf past Lk) of one key block, float32."""
+    dt = qq.dtype
+    offs_n = start_n + tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    in_k = (offs_d[:, None] < D) & (offs_n[None, :] < Lk)
+    kt = tl.load(K + offs_d[:, None] * stride_kd + offs_n[None, :] * stride_kn, mask=in_k, other=0.0)
+    kq = tl.where(in_k, _quantize(kt.to(tl.float32), qb_lo, qb_hi, steps, lut_min, HAS_LUT), 0.0)
+    s = _as(tl.dot(qq, kq.to(dt), input_precision=PRECISION), dt)
+    idx = rows[:, None] * Lk + offs_n[None, :].to(tl.uint32)
+    s = _as(_dither_quantize(s, qo_lo, qo_hi, steps, idx, key_qk, DITHER), dt)
+    s = _as(s * scale, dt)
+    if HAS_MASK:
+        if MASK_ROW:  # the same mask row for every query (HF's padding mask): one vector load
+            in_s = offs_n[None, :] < Lk
+            m_ptrs = Mask + offs_n[None, :] * stride_mn
+        else:
+            in_s = (offs_m[:, None] < Lq) & (offs_n[None, :] < Lk)
+            m_ptrs = Mask + offs_m[:, None] * stride_mm + offs_n[None, :] * stride_mn
+        if MASK_IS_BOOL:
+            s = tl.where(tl.load(m_ptrs, mask=in_s, other=1) != 0, s, float("-inf"))
+        else:
+            s = s + tl.load(m_ptrs, mask=in_s, other=0.0).to(tl.float32)
+            if ROUND_MASKED:
+                s = _as(s, dt)
+    return tl.where(offs_n[None, :] < Lk, s, float("-inf"))
+
+
+@triton.jit
+def _pv(
+    acc, s, m_i, l_i, V, start_n, Lk, DV, stride_vn, stride_vd,
+    pa_lo, pa_hi, pb_lo, pb_hi, steps, lut_min,
+    HAS_LUT: tl.constexpr, PRECISION: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_DV: tl.constexpr,
+):
+    """``acc + Q(p) · LUT(Q(v))`` over one key block, p = exp(s - m) / l."""
+    dt = V.dtype.element_ty
+    offs_n = start_n + tl.arange(0, BLOCK_N)
+    offs_dv = tl.arange(0, BLOCK_DV)
+    p = _as(tl.exp(s - m_i[:, None]) * (1.0 / l_i)[:, None], dt)
+    pq = tl.where(offs_n[None, :] < Lk, _quantize(p, pa_lo, pa_hi, steps, lut_min, False), 0.0)
+    in_v = (offs_n[:, None] < Lk) & (offs_dv[None, :] < DV)
+    v = tl.load(V + offs_n[:, None] * stride_vn + offs_dv[None, :] * stride_vd, mask=in_v, other=0.0)
+    vq = tl.where(in_v, _quantize(v.to(tl.float32), pb_lo, pb_hi, steps, lut_min, HAS_LUT), 0.0)
+    return tl.dot(pq.to(dt), vq.to(dt), acc, input_precision=PRECISION)
+
+
+@triton.jit
+def _ot_attention_fwd_kernel(
+    Q, K, V, Out, Mask, Ranges, Keys,
+    stride_qb, stride_qh, stride_qm, stride_qd,
+    stride_kb, stride_kh, stride_kn, stride_kd,
+    stride_vb, stride_vh, stride_vn, stride_vd,
+    stride_ob, stride_oh, stride_om, stride_od,
+    stride_mb, stride_mh, stride_mm, stride_mn,
+    H, Lq, Lk, D, DV, scale, levels, lut_min,
+    HAS_LUT: tl.constexpr, HAS_MASK: tl.constexpr, MASK_IS_BOOL: tl.constexpr,
+    ROUND_MASKED: tl.constexpr, DITHER: tl.constexpr, SINGLE_PASS: tl.constexpr, MASK_ROW: tl.constexpr,
+    PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
+):
+    """One program: query rows [pid_m*BLOCK_M, +BLOCK_M) of head (b, h); ranges are the rows
+    of `Ranges` (6, 2) [qa, qb, qo, pa, pb, po], keys `Keys` (2,) [qk, pv]."""
+    n_m = (Lq + BLOCK_M - 1) // BLOCK_M
+    pid = tl.program_id(0)
+    pid_bh = pid // n_m
+    pid_m = pid % n_m
+    b = (pid_bh // H).to(tl.int64)
+    h = (pid_bh % H).to(tl.int64)
+    Q += b * stride_qb + h * stride_qh
+    K += b * stride_kb + h * stride_kh
+    V += b * stride_vb + h * stride_vh
+    Out += b * stride_ob + h * stride_oh
+    if HAS_MASK:
+        Mask += b * stride_mb + h * stride_mh
+
+    qa_lo, qa_hi = tl.load(Ranges + 0), tl.load(Ranges + 1)
+    qb_lo, qb_hi = tl.load(Ranges + 2), tl.load(Ranges + 3)
+    qo_lo, qo_hi = tl.load(Ranges + 4), tl.load(Ranges + 5)
+    pa_lo, pa_hi = tl.load(Ranges + 6), tl.load(Ranges + 7)
+    pb_lo, pb_hi = tl.load(Ranges + 8), tl.load(Ranges + 9)
+    po_lo, po_hi = tl.load(Ranges + 10), tl.load(Ranges + 11)
+    key_qk = tl.load(Keys).to(tl.uint32)
+    key_pv = tl.load(Keys + 1).to(tl.uint32)
+    steps = (levels - 1).to(tl.float32)
+    dt = Q.dtype.element_ty
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    rows = pid_bh.to(tl.uint32) * Lq + offs_m.to(tl.uint32)  # flat row index (b*H + h)*Lq + i
+    in_q = (offs_m[:, None] < Lq) & (offs_d[None, :] < D)
+    q = tl.load(Q + offs_m[:, None] * stride_qm + offs_d[None, :] * stride_qd, mask=in_q, other=0.0)
+    qq = tl.where(in_q, _quantize(q.to(tl.float32), qa_lo, qa_hi, steps, lut_min, False), 0.0).to(dt)
+    acc = tl.zeros([BLOCK_M, BLOCK_DV], dtype=tl.float32)
+
+    if SINGLE_PASS:
+        s = _scores(qq, K, Mask, 0, offs_m, rows, key_qk, Lq, Lk, D, stride_kn, stride_kd, stride_mm, stride_mn,
+                    scale, qb_lo, qb_hi, qo_lo, qo_hi, steps, lut_min,
+                    HAS_LUT, HAS_MASK, MASK_IS_BOOL, ROUND_MASKED, DITHER, PRECISION, BLOCK_N, BLOCK_D, MASK_ROW)
+        m_i = tl.max(s, 1)
+        l_i = tl.sum(tl.exp(s - m_i[:, None]), 1)
+        acc = _pv(acc, s, m_i, l_i, V, 0, Lk, DV, stride_vn, stride_vd, pa_lo, pa_hi, pb_lo, pb_hi,
+                  steps, lut_min, HAS_LUT, PRECISION, BLOCK_N, BLOCK_DV)
+    else:
+        m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+        l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+        for start_n in range(0, Lk, BLOCK_N):
+            s = _scores(qq, K, Mask, start_n, offs_m, rows, key_qk, Lq, Lk, D, stride_kn, stride_kd,
+                        stride_mm, stride_mn, scale, qb_lo, qb_hi, qo_lo, qo_hi, steps, lut_min,
+                        HAS_LUT, HAS_MASK, MASK_IS_BOOL, ROUND_MASKED, DITHER, PRECISION, BLOCK_N, BLOCK_D, MASK_ROW)
+            m_new = tl.maximum(m_i, tl.max(s, 1))
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows masked so far: no inf - inf
+            l_i = l_i * tl.exp(m_i - m_safe) + tl.sum(tl.exp(s - m_safe[:, None]), 1)
+            m_i = m_new
+        for start_n in range(0, Lk, BLOCK_N):
+            s = _scores(qq, K, Mask, start_n, offs_m, rows, key_qk, Lq, Lk, D, stride_kn, stride_kd,
+                        stride_mm, stride_mn, scale, qb_lo, qb_hi, qo_lo, qo_hi, steps, lut_min,
+                        HAS_LUT, HAS_MASK, MASK_IS_BOOL, ROUND_MASKED, DITHER, PRECISION, BLOCK_N, BLOCK_D, MASK_ROW)
+            acc = _pv(acc, s, m_i, l_i, V, start_n, Lk, DV, stride_vn, stride_vd, pa_lo, pa_hi, pb_lo, pb_hi,
+                      steps, lut_min, HAS_LUT, PRECISION, BLOCK_N, BLOCK_DV)
+
+    offs_dv = tl.arange(0, BLOCK_DV)
+    idx = rows[:, None] * DV + offs_dv[None, :].to(tl.uint32)
+    o = _dither_quantize(_as(acc, dt), po_lo, po_hi, steps, idx, key_pv, DITHER)
+    in_o = (offs_m[:, None] < Lq) & (offs_dv[None, :] < DV)
+    tl.store(Out + offs_m[:, None] * stride_om + offs_dv[None, :] * stride_od, o.to(dt), mask=in_o)
+
+
+def _pow2(n: int) -> int:
+    return max(16, triton.next_power_of_2(n))
+
+
+def _config(Lq: int, Lk: int, d: int, fp32: bool) -> tuple[int, int, int, int]:
+    """(BLOCK_M, BLOCK_N, num_warps, num_stages) without timing (CPU, tests): up to 128 keys
+    take one pass. From sm_90 builds of the bf16 kernel (d = 64), no register spills: 32x128
+    tiles on 4 warps use 242 registers (two programs per multiprocessor), 64x32 ones 232."""
+    if Lk <= 128:
+        block_m, block_n, num_warps = 32, _pow2(Lk), 4
+    else:
+        block_m, block_n, num_warps = 64, 32, 4
+    if d > 64 or fp32:
+        block_m, num_warps = min(block_m, 32), 8
+    return min(block_m, _pow2(Lq)), block_n, num_warps, 2
+
+
+# On a GPU the launcher times these once per (Lq, Lk, D, Dv) and keeps the fastest (Triton's
+# autotuner, run on the first call: before any CUDA-graph capture, in torch.compile's warm-up).
+_TUNING = [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=2)
+           for m, n, w in ((16, 128, 4), (32, 128, 4), (64, 128, 4), (32, 128, 8), (64, 128, 8),
+                           (32, 32, 4), (64, 32, 4), (32, 64, 4), (64, 64, 8), (128, 32, 8))]
+
+
+def _prune(configs, named_args, **kwargs):
+    """One pass (BLOCK_N >= Lk) where 128 keys suffice, key blocks of 32-64 beyond."""
+    lk = named_args["Lk"]
+    keep = [c for c in configs if (c.kwargs["BLOCK_N"] >= lk) == (lk <= 128)]
+    return keep or configs
+
+
+_tuned_kernel = triton.autotune(configs=_TUNING, key=["Lq", "Lk", "D", "DV", "HAS_MASK", "DITHER"],
+                                prune_configs_by={"early_config_prune": _prune})(
+    triton.heuristics({"SINGLE_PASS": lambda args: args["BLOCK_N"] >= args["Lk"]})(_ot_attention_fwd_kernel))
+
+
+def ot_attention_fwd(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float, ranges: Tensor, keys: Tensor,
+    levels: int, lut_min: float | None, dither: bool, *,
+    block_m: int | None = None, block_n: int | None = None, num_warps: int | None = None,
+    num_stages: int | None = None,
+) -> Tensor:
+    """Optical attention forward (eval) in one kernel; no host synchronisation.
+
+    Args:
+        q, k, v: (B, H, Lq, D), (B, H, Lk, D), (B, H, Lk, Dv), one dtype, any strides; D, Dv <= 256.
+        mask: None, additive float or bool (False -> -inf), broadcastable to (B, H, Lq, Lk).
+        scale: factor of the scores.
+        ranges: (6, 2) float32 [lo, hi] of qa, qb, qo, pa, pb, po, on the device.
+        keys: (2,) int64 dither keys [qk, pv] in [0, 2**32), on the device.
+        levels: quantization levels (>= 2); lut_min: LUT floor fraction, or None.
+        dither: stochastic rounding of both matmul outputs; False rounds.
+        block_m, block_n, num_warps, num_stages: override the heuristic (tests).
+
+    Returns:
+        (B, H, Lq, Dv) contiguous, in q's dtype.
+    """
+    B, H, Lq, D = q.shape
+    Lk, DV = k.shape[2], v.shape[3]
+    if k.shape != (B, H, Lk, D) or v.shape != (B, H, Lk, DV):
+        raise ValueError(f"q, k, v shapes do not fit: {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    if not q.dtype == k.dtype == v.dtype:
+        raise ValueError(f"q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    if max(D, DV) > 256:
+        raise ValueError(f"head dims up to 256 are supported, got {D} and {DV}")
+    if not 2 <= levels <= MAX_LEVELS:
+        raise ValueError(f"levels must be in [2, {MAX_LEVELS}] for the kernel's rounding, got {levels}")
+    fp32 = q.dtype == torch.float32
+    out = torch.empty((B, H, Lq, DV), dtype=q.dtype, device=q.device)
+    has_mask = mask is not None
+    mask_is_bool = has_mask and mask.dtype == torch.bool
+    round_masked = has_mask and not mask_is_bool and torch.promote_types(q.dtype, mask.dtype) == q.dtype
+    if has_mask:
+        mask = mask.expand(B, H, Lq, Lk)
+    precision = "tf32" if not fp32 or torch.backends.cuda.matmul.allow_tf32 else "ieee"  # as torch.matmul
+    args = (q, k, v, out, mask if has_mask else q, ranges.float().contiguous(), keys,
+            *q.stride(), *k.stride(), *v.stride(), *out.stride(), *(mask.stride() if has_mask else (0, 0, 0, 0)),
+            H, Lq, Lk, D, DV, float(scale), int(levels), float(lut_min or 0.0))
+    flags = dict(HAS_LUT=lut_min is not None, HAS_MASK=has_mask, MASK_IS_BOOL=mask_is_bool,
+                 ROUND_MASKED=round_masked, DITHER=bool(dither), MASK_ROW=has_mask and mask.stride(2) == 0,
+                 PRECISION=precision, BLOCK_D=_pow2(D), BLOCK_DV=_pow2(DV), enable_fp_fusion=False)
+    overridden = any(o is not None for o in (block_m, block_n, num_warps, num_stages))
+    tune = q.is_cuda and not fp32 and max(D, DV) <= 64 and not overridden
+    if tune:
+        _tuned_kernel[lambda meta: (triton.cdiv(Lq, meta["BLOCK_M"]) * B * H,)](*args, **flags)
+        return out
+    bm, bn, warps, stages = _config(Lq, Lk, max(D, DV), fp32)
+    bm, bn = block_m or bm, block_n or bn
+    _ot_attention_fwd_kernel[(triton.cdiv(Lq, bm) * B * H,)](
+        *args, **flags, SINGLE_PASS=bn >= Lk, BLOCK_M=bm, BLOCK_N=bn,
+        num_warps=num_warps or warps, num_stages=num_stages or stages,
+    )
+    return out
