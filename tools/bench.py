@@ -4,8 +4,10 @@ Rows (eval and train): plain eager, plain compiled (GPU), optopass in each mode,
 reference implementation's layers (mase-triton ``OpticalTransformerLinear`` in place of every
 ``nn.Linear``; attention left plain, since the reference's hand-written attention is not a
 library component), each with its ratio to the plain baseline measured in the same process.
-Timing: CUDA events around each call on the GPU (median of many after warm-up), perf_counter
-on the CPU.
+Timing: every model is warmed up (compiled) first, then timed in interleaved rounds (one call
+of each model per round, so a drift of the machine's speed reaches all rows alike); the median
+of the rounds; CUDA events around each call on the GPU, perf_counter on the CPU. Peak memory
+(GPU): one step after warm-up.
 
 Modes, the same for plain and optical models: ``eager``; ``compiled``, ``torch.compile``
 (Inductor, default mode); ``cudagraphs``, ``torch.compile(mode="reduce-overhead")``: the same
@@ -23,7 +25,7 @@ import json
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch._dynamo
@@ -127,18 +129,44 @@ def _train_step(model, batch):
     return step
 
 
-def _measure(model, batch, mode: str, device: str, warmup: int, iters: int) -> tuple[float, float]:
+@dataclass
+class _Timed:
+    """One model's step, warmed up, with its peak memory and the times of its timed calls."""
+
+    config: str
+    run_mode: str
+    step: Callable[[], object]
+    peak: float
+    samples: list = field(default_factory=list)
+
+
+def _prepare(config: str, run_mode: str, model, batch, mode: str, device: str, warmup: int) -> _Timed:
+    """Warm `model`'s step up (compiling it: eval graphs with Inductor's freezing) and take the
+    peak memory of one more step."""
     import torch._inductor.config as inductor_config
 
     model.train(mode == "train")
     step = (_train_step if mode == "train" else _eval_step)(model, batch)
+    with inductor_config.patch(freezing=mode == "eval"):  # read when the first warm-up call compiles
+        for _ in range(max(warmup, 1)):
+            step()
+    _sync(device)
+    peak = float("nan")
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    with inductor_config.patch(freezing=mode == "eval"):  # read when the first warm-up call compiles
-        ms = time_fn(step, device, max(warmup, 1), iters)
-    peak = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else float("nan")
-    return ms, peak
+        step()
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    return _Timed(config, run_mode, step, peak)
+
+
+def _time_interleaved(entries: list[_Timed], device: str, iters: int) -> None:
+    """`iters` rounds, each timing one call of every entry in turn: a drift of the machine's
+    speed (clocks, other load) then reaches every row alike, not the rows timed last."""
+    for _ in range(iters):
+        for entry in entries:
+            entry.samples.append(time_fn(entry.step, device, 0, 1))
 
 
 def optical_model(plain, cfg, batch, device: str):
@@ -201,40 +229,51 @@ def _bench_mode(plain, data, mode, device, torch_dtype, compile_modes, warmup, i
 
     batch, seq = data["input_ids"].shape
     tag = f"{mode} {batch}x{seq}"
-    baselines = {}
-    for plain_mode in compile_modes:
-        model = compiled(plain, plain_mode)
-        baselines[plain_mode] = _measure(model, data, mode, device, warmup, iters)
-        log(f"{tag} plain {plain_mode}: {baselines[plain_mode][0]:.3f} ms, peak {baselines[plain_mode][1]:.0f} MB")
-    candidates = []
-    gm = optical_model(plain, cfg, data, device)
-    for kernel in attention_kernels:
-        name = "optopass" if kernel == "auto" else f"optopass/{kernel}-attn"
-        for attn in gm.modules():
-            if isinstance(attn, OTAttention):
-                attn.kernel = kernel
-        for optical_mode in compile_modes:
-            torch._dynamo.reset()
-            model = compiled(gm, optical_mode)
-            try:
-                candidates.append((name, optical_mode, *_measure(model, data, mode, device, warmup, iters)))
-            except Exception as err:  # a compiler failure costs this row, not the whole benchmark
-                log(f"{tag} {name} {optical_mode}: not measured ({type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''})")
-                continue
-            log(f"{tag} {name} {optical_mode}: {candidates[-1][2]:.3f} ms, peak {candidates[-1][3]:.0f} MB")
-    del gm
-    if with_reference and mode == "eval":
+
+    def attempt(config, run_mode, make):
         try:
+            entries.append(_prepare(config, run_mode, make(), data, mode, device, warmup))
+        except Exception as err:  # a compiler failure costs this row, not the whole benchmark
+            log(f"{tag} {config} {run_mode}: not measured ({type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''})")
+
+    entries: list[_Timed] = []
+    for plain_mode in compile_modes:
+        attempt("plain", plain_mode, lambda: compiled(plain, plain_mode))
+    gm = optical_model(plain, cfg, data, device)
+    attentions = [m for m in gm.modules() if isinstance(m, OTAttention)]
+    for kernel in attention_kernels:
+        for optical_mode in compile_modes:
+            def make(kernel=kernel, optical_mode=optical_mode):
+                model = compiled(gm, optical_mode)
+
+                def run(*args, **kwargs):  # the setting travels with the step (interleaved calls)
+                    for attn in attentions:
+                        attn.kernel = kernel
+                    return model(*args, **kwargs)
+
+                run.train = model.train
+                run.parameters = model.parameters
+                return run
+
+            attempt("optopass" if kernel == "auto" else f"optopass/{kernel}-attn", optical_mode, make)
+    if with_reference and mode == "eval":
+        def make_reference():
             ref = reference_model(plain)
             ref(**{k: v for k, v in data.items() if k != "labels"})  # initialise its statistics
-            candidates.append(("reference", "eager", *_measure(ref, data, mode, device, warmup, max(3, iters // 4))))
-            log(f"{tag} reference eager: {candidates[-1][2]:.3f} ms")
-        except Exception as err:  # mase-triton's reference kernels only run where they run
-            print(f"reference layers not measured: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+            return ref
+
+        attempt("reference", "eager", make_reference)
+    _time_interleaved(entries, device, iters)
+    baselines = {e.run_mode: e for e in entries if e.config == "plain"}
     rows = []
-    for config, optical_mode, ms, peak in candidates:
-        for plain_mode, (base_ms, base_peak) in baselines.items():
-            rows.append(Row(mode, config, plain_mode, optical_mode, device, str(torch_dtype).replace("torch.", ""),
+    for entry in entries:
+        ms = statistics.median(entry.samples)
+        log(f"{tag} {entry.config} {entry.run_mode}: {ms:.3f} ms, peak {entry.peak:.0f} MB")
+        if entry.config == "plain":
+            continue
+        for plain_mode, base in baselines.items():
+            base_ms, base_peak, peak = statistics.median(base.samples), base.peak, entry.peak
+            rows.append(Row(mode, entry.config, plain_mode, entry.run_mode, device, str(torch_dtype).replace("torch.", ""),
                             batch, seq, round(base_ms, 3), round(ms, 3), round(ms / base_ms, 3),
                             round(batch * seq / ms * 1e3, 1), round(peak, 1), round(base_peak, 1),
                             round(peak / base_peak, 3) if base_peak == base_peak and base_peak > 0 else float("nan")))

@@ -35,3 +35,20 @@ def test_sizes_give_rows_per_size(capsys):
 def test_bad_numbers_exit_2(capsys, argv, message):
     assert main(["bench", "--device", "cpu", *argv]) == EXIT_USER_ERROR
     assert message in capsys.readouterr().err
+
+
+def test_rows_are_timed_in_interleaved_rounds():
+    from optopass.tools.bench import _Timed, _time_interleaved
+
+    calls = []
+    entries = [_Timed(name, "eager", lambda name=name: calls.append(name), float("nan")) for name in ("plain", "optopass")]
+    _time_interleaved(entries, "cpu", 3)
+    assert calls == ["plain", "optopass"] * 3
+    assert all(len(e.samples) == 3 and min(e.samples) >= 0 for e in entries)
+
+
+def test_attention_kernel_rows(capsys):
+    code = main(["bench", "--device", "cpu", "--batch", "2", "--seq", "8", "--modes", "eval", "--iters", "1", "--warmup", "0",
+                 "--no-reference", "--no-compile", "--attention-kernels", "auto", "unfused", "--json"])
+    assert code == 0
+    assert [r["config"] for r in json.loads(capsys.readouterr().out)] == ["optopass", "optopass/unfused-attn"]

@@ -17,9 +17,15 @@ the identical scores and accumulates ``Q(p)·LUT(Q(v))``; one block of keys take
 
 Where the eager op (OTAttention) rounds an intermediate to the input dtype (matmul outputs,
 quantized operands, scaled scores, probabilities), the kernel rounds it too, so bf16/fp16
-results follow the unfused op; for fp32 those roundings are no-ops. Divisions are correctly
-rounded and the launch turns off FMA contraction, so the rounding decisions are torch's. A bool
-mask sets -inf where False; a fully masked row gives NaN, as in torch.
+results follow the unfused op; for fp32 those roundings are no-ops. The launch turns off FMA
+contraction; per-element divisions are multiplications by a reciprocal computed once per range
+or row (within an ulp of torch's division: a value within an ulp of a rounding tie may land one
+level away). A bool mask sets -inf where False; a fully masked row gives NaN, as in torch.
+
+Speed (one H200, bf16, 12 heads of 64, results/gpu_h200_study/speed/): 165 us at 32 x 128,
+208 us at 8 x 512, 255 us at 128 x 128; flash attention takes 18-47 us, the composed optical
+ops under torch.compile 143, 268 and 581 us. The elementwise work per score (two quantizations
+and a 32-bit hash on CUDA cores) bounds it, not the tensor-core products.
 """
 
 from __future__ import annotations
