@@ -38,7 +38,9 @@ SHAPES = {
 
 
 COMPILE_MODES = ("eager", "compiled", "cudagraphs")
-_TORCH_COMPILE_MODE = {"compiled": None, "cudagraphs": "reduce-overhead"}
+# "autotune" (opt-in: long compiles): Inductor's Triton GEMM templates, which can take the
+# dither-quantize that follows each optical matmul into their epilogue, under CUDA graphs
+_TORCH_COMPILE_MODE = {"compiled": None, "cudagraphs": "reduce-overhead", "autotune": "max-autotune"}
 
 
 def compiled(model, mode: str):
@@ -211,7 +213,7 @@ def run_bench(device: str | None = None, shape: str | None = None, batch: int | 
     if compile_modes is None:  # compiling on a CPU takes minutes: opt-in there (--compile)
         compile_modes = list(COMPILE_MODES) if on_gpu else ["eager"]
     if not on_gpu:
-        compile_modes = [m for m in compile_modes if m != "cudagraphs"]
+        compile_modes = [m for m in compile_modes if m not in ("cudagraphs", "autotune")]
     plain = build_model(shape, torch_dtype, device)
     rows: list[Row] = []
     for batch, seq in sizes:
@@ -303,7 +305,7 @@ def add_subcommand(sub) -> None:
     compiling = p.add_mutually_exclusive_group()
     compiling.add_argument("--compile", action="store_true",
                            help="torch.compile rows on the CPU too (default on the GPU; minutes of compiling on a CPU)")
-    compiling.add_argument("--compile-modes", nargs="+", choices=COMPILE_MODES, default=None,
+    compiling.add_argument("--compile-modes", nargs="+", choices=[*COMPILE_MODES, "autotune"], default=None,
                            help=f"the modes to time, for plain and optical alike (default on the GPU: {' '.join(COMPILE_MODES)})")
     compiling.add_argument("--no-compile", action="store_true", help="eager rows only (no torch.compile)")
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None, help="default: bf16 on GPU, fp32 on CPU")

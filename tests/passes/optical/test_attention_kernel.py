@@ -163,3 +163,19 @@ def test_two_pass_probabilities_sum_to_one():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="compiled on CUDA")
 def test_cpu_runs_use_the_interpreter():
     assert triton.knobs.runtime.interpret, "TRITON_INTERPRET must be set before triton is imported (conftest)"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the autotuned launch runs on CUDA only")
+@pytest.mark.parametrize("Lk", [128, 300])
+def test_autotuned_launch_matches_a_fixed_tiling(Lk):
+    """fp16, head dim 64, no block override: whatever tile shape Triton's autotuner picked (one
+    pass at 128 keys, two beyond) gives the numbers of a fixed tiling (tested above against
+    float64), up to the float32 summation order."""
+    B, H, Lq, D = 2, 3, Lk, 64
+    q, k, v = (x.half() for x in make_inputs(B, H, Lq, Lk, D, "blhd"))
+    mask = make_mask("float", B, Lq, Lk).half()
+    keys = torch.tensor([99, 1234], device=DEVICE)
+    ranges = data_ranges(q.float(), k.float(), v.float(), mask.float(), D ** -0.5, keys, 256, LUT, True)
+    tuned = ot_attention_fwd(q, k, v, mask, D ** -0.5, ranges, keys, 256, LUT, True)
+    fixed = ot_attention_fwd(q, k, v, mask, D ** -0.5, ranges, keys, 256, LUT, True, block_m=32, block_n=64, num_warps=4)
+    assert_matches(tuned, fixed.double(), ranges, 256)
