@@ -214,6 +214,16 @@ class OTAttention(torch.nn.Module):
         self.pv = OTMatmul(params, f"{name}.pv", site_id + 1, a_init=(0.0, 1.0))
         self.kernel = "auto"
 
+    @property
+    def kernel(self) -> str:
+        return self._kernel
+
+    @kernel.setter
+    def kernel(self, value: str) -> None:
+        if value not in KERNELS:
+            raise ValueError(f"OTAttention.kernel must be one of {', '.join(KERNELS)}, got {value!r}")
+        self._kernel = value
+
     def _fusable(self, query, key, value, attn_mask, dropout_p, is_causal) -> bool:
         if self.kernel == "unfused" or (self.kernel == "auto" and query.device.type != "cuda"):
             return False

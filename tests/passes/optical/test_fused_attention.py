@@ -66,6 +66,8 @@ def test_fused_kernel_is_not_used_where_it_does_not_apply():
     assert not attn._fusable(q, q, q, None, 0.0, True)  # causal
     grad_q = q.clone().requires_grad_()
     assert not attn._fusable(grad_q, q, q, None, 0.0, False)  # gradients: composed ops (STE)
+    with pytest.raises(ValueError, match="kernel must be one of auto, fused, unfused"):
+        attn.kernel = "triton"
     attn.qk.set_stats_mode("observe")
     assert not attn._fusable(q, q, q, None, 0.0, False)  # calibration observes the scores
     attn.qk.set_stats_mode("frozen")
