@@ -88,25 +88,18 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_fn(fn: Callable[[], object], device: str, warmup: int, iters: int) -> float:
-    """Median milliseconds of `fn` after `warmup` calls."""
-    for _ in range(warmup):
+def time_call(fn: Callable[[], object], device: str) -> float:
+    """Milliseconds of one call of `fn`: CUDA events around it on a GPU, perf_counter on a CPU."""
+    if device.startswith("cuda"):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
         fn()
-    _sync(device)
-    samples = []
-    for _ in range(iters):
-        if device.startswith("cuda"):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            samples.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            samples.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(samples)
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end)
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1e3
 
 
 def _eval_step(model, batch):
@@ -142,13 +135,22 @@ class _Timed:
     samples: list = field(default_factory=list)
 
 
-def _prepare(config: str, run_mode: str, model, batch, mode: str, device: str, warmup: int) -> _Timed:
+def _prepare(config: str, run_mode: str, model, batch, mode: str, device: str, warmup: int,
+             setup: Callable[[], None] | None = None) -> _Timed:
     """Warm `model`'s step up (compiling it: eval graphs with Inductor's freezing) and take the
-    peak memory of one more step."""
+    peak memory of one more step. `setup`, when given, runs before each step (a setting of the
+    model that must hold for this row's calls, interleaved with other rows' calls)."""
     import torch._inductor.config as inductor_config
 
     model.train(mode == "train")
     step = (_train_step if mode == "train" else _eval_step)(model, batch)
+    if setup is not None:
+        bare = step
+
+        def step():
+            setup()
+            return bare()
+
     with inductor_config.patch(freezing=mode == "eval"):  # read when the first warm-up call compiles
         for _ in range(max(warmup, 1)):
             step()
@@ -168,7 +170,7 @@ def _time_interleaved(entries: list[_Timed], device: str, iters: int) -> None:
     speed (clocks, other load) then reaches every row alike, not the rows timed last."""
     for _ in range(iters):
         for entry in entries:
-            entry.samples.append(time_fn(entry.step, device, 0, 1))
+            entry.samples.append(time_call(entry.step, device))
 
 
 def optical_model(plain, cfg, batch, device: str):
@@ -232,9 +234,9 @@ def _bench_mode(plain, data, mode, device, torch_dtype, compile_modes, warmup, i
     batch, seq = data["input_ids"].shape
     tag = f"{mode} {batch}x{seq}"
 
-    def attempt(config, run_mode, make):
+    def attempt(config, run_mode, make, setup=None):
         try:
-            entries.append(_prepare(config, run_mode, make(), data, mode, device, warmup))
+            entries.append(_prepare(config, run_mode, make(), data, mode, device, warmup, setup))
         except Exception as err:  # a compiler failure costs this row, not the whole benchmark
             log(f"{tag} {config} {run_mode}: not measured ({type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''})")
 
@@ -244,20 +246,13 @@ def _bench_mode(plain, data, mode, device, torch_dtype, compile_modes, warmup, i
     gm = optical_model(plain, cfg, data, device)
     attentions = [m for m in gm.modules() if isinstance(m, OTAttention)]
     for kernel in attention_kernels:
+        def use_kernel(kernel=kernel):
+            for attn in attentions:
+                attn.kernel = kernel
+
         for optical_mode in compile_modes:
-            def make(kernel=kernel, optical_mode=optical_mode):
-                model = compiled(gm, optical_mode)
-
-                def run(*args, **kwargs):  # the setting travels with the step (interleaved calls)
-                    for attn in attentions:
-                        attn.kernel = kernel
-                    return model(*args, **kwargs)
-
-                run.train = model.train
-                run.parameters = model.parameters
-                return run
-
-            attempt("optopass" if kernel == "auto" else f"optopass/{kernel}-attn", optical_mode, make)
+            attempt("optopass" if kernel == "auto" else f"optopass/{kernel}-attn", optical_mode,
+                    lambda optical_mode=optical_mode: compiled(gm, optical_mode), use_kernel)
     if with_reference and mode == "eval":
         def make_reference():
             ref = reference_model(plain)

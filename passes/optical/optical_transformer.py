@@ -19,6 +19,7 @@ from torch import Tensor
 
 from ...tools.errors import ConfigError
 from . import quant
+from .kernels import MAX_LEVELS
 from .registry import register_site, register_technology
 from .sites import RANGE_METHODS, SiteBase
 
@@ -233,7 +234,7 @@ class OTAttention(torch.nn.Module):
             return False
         if torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value)):
             return False
-        if query.dim() != 4 or not query.dtype == key.dtype == value.dtype or self.qk.levels > 1 << 22:
+        if query.dim() != 4 or not query.dtype == key.dtype == value.dtype or self.qk.levels > MAX_LEVELS:
             return False
         return attn_mask is None or attn_mask.dtype == torch.bool or attn_mask.is_floating_point()
 

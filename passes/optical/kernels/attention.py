@@ -35,8 +35,9 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from . import MAX_LEVELS
+
 EPS = tl.constexpr(1e-8)  # quant.EPS
-MAX_LEVELS = 1 << 22  # _round_half_even is exact below 2**22
 
 
 @triton.jit

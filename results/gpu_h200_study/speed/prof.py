@@ -1,5 +1,5 @@
 """GPU diagnosis for issue 4: where does compiled optopass eval spend its time?"""
-import os, sys, time, traceback
+import os, statistics, sys, time, traceback
 import torch
 import torch._dynamo
 import torch._inductor.config as ic
@@ -41,7 +41,9 @@ for var in variants:
         def step():
             with torch.no_grad():
                 return cm(**inp)
-        ms = bench.time_fn(step, dev, 5, 50)
+        for _ in range(5):
+            step()
+        ms = statistics.median(bench.time_call(step, dev) for _ in range(50))
         log(f"{var}: {ms:.3f} ms (compile+warm {comp:.0f} s)")
         if mode == "default":
             with profile(activities=[ProfilerActivity.CUDA]) as prof:
