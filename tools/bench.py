@@ -9,13 +9,15 @@ of each model per round, so a drift of the machine's speed reaches all rows alik
 of the rounds; CUDA events around each call on the GPU, perf_counter on the CPU. Peak memory
 (GPU): one step after warm-up.
 
-Modes, the same for plain and optical models: ``eager``; ``compiled``, ``torch.compile``
+Modes (``--compile-modes``; ``--optical-modes`` narrows the optical rows, each of which costs
+minutes of compiling): ``eager``; ``compiled``, ``torch.compile``
 (Inductor, default mode); ``cudagraphs``, ``torch.compile(mode="reduce-overhead")``: the same
 kernels replayed as CUDA graphs (GPU only), which removes the launch overhead of the many small
 kernels around each optical matmul. Eval graphs are compiled with Inductor's ``freezing``
 (parameters as constants: the optical weight quantization folds into a constant, and the plain
 model gets the same treatment), training graphs without. The optical model's fastest supported
-mode, the one the README recommends on a GPU, is ``cudagraphs``; on a CPU, ``compiled``.
+mode, the one the README recommends on a GPU, is ``cudagraphs``; on a CPU, ``compiled``. By
+default a GPU run times the plain model in all three modes and the optical one in ``cudagraphs``.
 """
 
 from __future__ import annotations
@@ -197,13 +199,15 @@ def reference_model(plain):
 def run_bench(device: str | None = None, shape: str | None = None, batch: int | None = None, seq: int = 128,
               dtype: str | None = None, modes=("eval", "train"), compile_modes=None, warmup: int = 5, iters: int = 20,
               with_reference: bool = True, cfg=None, log=None, sizes=None,
-              attention_kernels=("auto",)) -> list[Row]:
+              attention_kernels=("auto",), optical_modes=None) -> list[Row]:
     """Time plain vs optical models; see the module docstring. Returns one Row per measurement.
 
     `sizes` is a list of (batch, seq) pairs (default: the one of `batch` and `seq`).
     `log`, when given, is called with a line per measurement as soon as it is taken.
     `attention_kernels`: OTAttention.kernel settings to time (``unfused`` rows are labelled
     ``optopass/unfused-attn``).
+    `compile_modes`: the plain model's modes; `optical_modes` the optical model's (default: the
+    same, but only ``cudagraphs`` when a GPU run times that mode).
     """
     log = log or (lambda line: None)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -214,8 +218,11 @@ def run_bench(device: str | None = None, shape: str | None = None, batch: int | 
     torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype or ("bf16" if on_gpu else "fp32")]
     if compile_modes is None:  # compiling on a CPU takes minutes: opt-in there (--compile)
         compile_modes = list(COMPILE_MODES) if on_gpu else ["eager"]
+    if optical_modes is None:
+        optical_modes = ["cudagraphs"] if on_gpu and "cudagraphs" in compile_modes else compile_modes
     if not on_gpu:
         compile_modes = [m for m in compile_modes if m not in ("cudagraphs", "autotune")]
+        optical_modes = [m for m in optical_modes if m not in ("cudagraphs", "autotune")]
     plain = build_model(shape, torch_dtype, device)
     rows: list[Row] = []
     for batch, seq in sizes:
@@ -223,12 +230,12 @@ def run_bench(device: str | None = None, shape: str | None = None, batch: int | 
         data = make_batch(plain, batch, seq, device)
         for mode in modes:
             rows += _bench_mode(plain, data, mode, device, torch_dtype, compile_modes, warmup, iters,
-                                with_reference, cfg, log, attention_kernels)
+                                with_reference, cfg, log, attention_kernels, optical_modes)
     return rows
 
 
 def _bench_mode(plain, data, mode, device, torch_dtype, compile_modes, warmup, iters, with_reference, cfg, log,
-                attention_kernels=("auto",)):
+                attention_kernels=("auto",), optical_modes=None):
     from ..passes.optical.optical_transformer import OTAttention
 
     batch, seq = data["input_ids"].shape
@@ -250,7 +257,7 @@ def _bench_mode(plain, data, mode, device, torch_dtype, compile_modes, warmup, i
             for attn in attentions:
                 attn.kernel = kernel
 
-        for optical_mode in compile_modes:
+        for optical_mode in optical_modes or compile_modes:
             attempt("optopass" if kernel == "auto" else f"optopass/{kernel}-attn", optical_mode,
                     lambda optical_mode=optical_mode: compiled(gm, optical_mode), use_kernel)
     if with_reference and mode == "eval":
@@ -303,6 +310,9 @@ def add_subcommand(sub) -> None:
     compiling.add_argument("--compile-modes", nargs="+", choices=[*COMPILE_MODES, "autotune"], default=None,
                            help=f"the modes to time, for plain and optical alike (default on the GPU: {' '.join(COMPILE_MODES)})")
     compiling.add_argument("--no-compile", action="store_true", help="eager rows only (no torch.compile)")
+    p.add_argument("--optical-modes", nargs="+", choices=[*COMPILE_MODES, "autotune"], default=None,
+                   help="the optical model's modes (default: those of the plain model; on the GPU only cudagraphs, "
+                        "the recommended mode: each optical mode costs minutes of compiling)")
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None, help="default: bf16 on GPU, fp32 on CPU")
     p.add_argument("--modes", nargs="+", choices=["eval", "train"], default=["eval", "train"])
     p.add_argument("--iters", type=int, default=20)
@@ -337,7 +347,7 @@ def _run(args) -> int:
     rows = run_bench(args.device, args.shape, args.batch, args.seq, args.dtype, tuple(args.modes),
                      compile_modes=["eager"] if args.no_compile else (["eager", "compiled"] if args.compile else args.compile_modes), warmup=args.warmup, iters=args.iters,
                      with_reference=not args.no_reference, cfg=args.cfg, sizes=sizes,
-                     attention_kernels=tuple(args.attention_kernels),
+                     attention_kernels=tuple(args.attention_kernels), optical_modes=args.optical_modes,
                      log=lambda line: print(line, file=sys.stderr, flush=True))
     print(json.dumps([asdict(r) for r in rows], indent=2) if args.json else format_rows(rows))
     return 0

@@ -241,13 +241,17 @@ class OTAttention(torch.nn.Module):
     def _fused(self, query, key, value, attn_mask, scale):
         from .kernels import ops  # imports Triton: only once a fused call happens
 
-        self.qk.check_ready()
-        self.pv.check_ready()
-        ranges = torch.stack([site.range(n) for site in (self.qk, self.pv) for n in ("a", "b", "out")])
-        keys = torch.stack([self.qk.next_key(), self.pv.next_key()])
-        dither = self.qk.dither or self.pv.dither  # one config for both sites of an attention
-        return ops.ot_attention(query, key, value, attn_mask, float(scale), ranges, keys,
-                                self.qk.levels, self.qk.lut_min, dither)
+        qk, pv = self.qk, self.pv
+        qk.check_ready()
+        pv.check_ready()
+        # the operands' quantization is elementwise: under compile it fuses into their producers
+        qq = quant.quantize(query, qk.range("a"), qk.levels).to(query.dtype)
+        kq = quant.quantize(key, qk.range("b"), qk.levels, qk.lut_min).to(key.dtype)
+        vq = quant.quantize(value, pv.range("b"), pv.levels, pv.lut_min).to(value.dtype)
+        ranges = torch.stack([qk.range("out"), pv.range("a"), pv.range("out")])
+        keys = torch.stack([qk.next_key(), pv.next_key()])
+        dither = qk.dither or pv.dither  # one config for both sites of an attention
+        return ops.ot_attention(qq, kq, vq, attn_mask, float(scale), ranges, keys, qk.levels, dither)
 
     def forward(self, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
         scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale

@@ -52,3 +52,19 @@ def test_attention_kernel_rows(capsys):
                  "--no-reference", "--no-compile", "--attention-kernels", "auto", "unfused", "--json"])
     assert code == 0
     assert [r["config"] for r in json.loads(capsys.readouterr().out)] == ["optopass", "optopass/unfused-attn"]
+
+
+def test_optical_modes_narrow_the_optical_rows(capsys, monkeypatch):
+    """Plain timed in every --compile-modes mode, optical only in --optical-modes (compiling is
+    stubbed out: this checks which rows are timed, not torch.compile)."""
+    from optopass.tools import bench
+
+    made = []
+    monkeypatch.setattr(bench, "compiled", lambda model, mode: made.append(mode) or model)
+    code = main(["bench", "--device", "cpu", "--batch", "2", "--seq", "8", "--modes", "eval", "--iters", "1", "--warmup", "0",
+                 "--no-reference", "--compile-modes", "eager", "compiled", "--optical-modes", "compiled", "--json"])
+    assert code == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {(r["config"], r["optical_mode"], r["plain_mode"]) for r in rows} == {
+        ("optopass", "compiled", "eager"), ("optopass", "compiled", "compiled")}
+    assert made == ["eager", "compiled", "compiled"]

@@ -1,31 +1,36 @@
 """Fused forward of the Optical Transformer attention (eval), in one Triton kernel.
 
-For q, k, v of shape (B, H, L, D), with ``Q(x, r)`` = clamp to r = [lo, hi], scale to
-``levels-1`` steps, round half to even, rescale (quant.quantize), ``LUT`` its floor, and
-``Qd(x, r, u)`` the same with the rounding ``round(grid + u - 0.5)`` (quant.dither_quantize)::
+With ``Q(x, r)`` = clamp to r = [lo, hi], scale to ``levels-1`` steps, round half to even,
+rescale (quant.quantize), ``LUT`` its floor, and ``Qd(x, r, u)`` the same with the rounding
+``round(grid + u - 0.5)`` (quant.dither_quantize), the optical attention is::
 
     s = Qd(Q(q, qa) · LUT(Q(k, qb))ᵀ, qo, u_qk) * scale + mask
     p = softmax(s)                                   (float32)
     o = Qd(Q(p, pa) · LUT(Q(v, pb)), po, u_pv)
+
+The kernel takes the operands already quantized, ``qq = Q(q, qa)``, ``kq = LUT(Q(k, qb))``,
+``vq = LUT(Q(v, pb))`` in the input dtype, and computes the rest. Quantizing them is plain
+elementwise work that torch.compile fuses into the kernels producing q, k and v; done here, every
+program would quantize its whole key and value blocks again (Lq / BLOCK_M times per head, twice
+in two-pass mode), which cost more than the scores' own quantization.
 
 The dither u is quant.hash_uniform's: element (b, h, i, j) of s has flat index
 ``((b*H + h)*Lq + i)*Lk + j`` and key ``keys[0]``; element (b, h, i, d) of o has
 ``((b*H + h)*Lq + i)*Dv + d`` and key ``keys[1]`` (indices mod 2**32). Neither s nor p is
 written to memory: a program owns one (b, h, block of query rows); when the keys span several
 blocks, pass 1 finds each row's max and sum of exp (online rescaling) and pass 2 recomputes
-the identical scores and accumulates ``Q(p)·LUT(Q(v))``; one block of keys takes one pass.
+the identical scores and accumulates ``Q(p)·vq``; one block of keys takes one pass.
 
 Where the eager op (OTAttention) rounds an intermediate to the input dtype (matmul outputs,
-quantized operands, scaled scores, probabilities), the kernel rounds it too, so bf16/fp16
-results follow the unfused op; for fp32 those roundings are no-ops. The launch turns off FMA
-contraction; per-element divisions are multiplications by a reciprocal computed once per range
-or row (within an ulp of torch's division: a value within an ulp of a rounding tie may land one
-level away). A bool mask sets -inf where False; a fully masked row gives NaN, as in torch.
+scaled scores, probabilities), the kernel rounds it too, so bf16/fp16 results follow the
+unfused op; for fp32 those roundings are no-ops. The launch turns off FMA contraction;
+per-element divisions are multiplications by a reciprocal computed once per range or row
+(within an ulp of torch's division: a value within an ulp of a rounding tie may land one level
+away). A bool mask sets -inf where False; a fully masked row gives NaN, as in torch.
 
-Speed (one H200, bf16, 12 heads of 64, results/gpu_h200_study/speed/): 165 us at 32 x 128,
-208 us at 8 x 512, 255 us at 128 x 128; flash attention takes 18-47 us, the composed optical
-ops under torch.compile 143, 268 and 581 us. The elementwise work per score (two quantizations
-and a 32-bit hash on CUDA cores) bounds it, not the tensor-core products.
+Speed: see results/gpu_h200_study/speed/ (one H200, bf16, 12 heads of 64). The elementwise
+work per score (two quantizations and a 32-bit hash on CUDA cores) bounds it, not the
+tensor-core products.
 """
 
 from __future__ import annotations
@@ -63,14 +68,8 @@ def _from_grid(k, lo, hi, steps):
 
 
 @triton.jit
-def _quantize(x, lo, hi, steps, lut_min, HAS_LUT: tl.constexpr):
-    q = _from_grid(_round_half_even(_to_grid(x, lo, hi, steps)), lo, hi, steps)
-    if HAS_LUT:
-        pos = lut_min * hi
-        neg = -lut_min * tl.abs(lo)
-        q = tl.where((q > 0) & (q < pos), pos, q)
-        q = tl.where((q < 0) & (q > neg), neg, q)
-    return q
+def _quantize(x, lo, hi, steps):
+    return _from_grid(_round_half_even(_to_grid(x, lo, hi, steps)), lo, hi, steps)
 
 
 @triton.jit
@@ -108,8 +107,8 @@ def _as(x, dtype: tl.constexpr):
 def _scores(
     qq, K, Mask, start_n, offs_m, rows, key_qk,
     Lq, Lk, D, stride_kn, stride_kd, stride_mm, stride_mn,
-    scale, qb_lo, qb_hi, qo_lo, qo_hi, steps, lut_min,
-    HAS_LUT: tl.constexpr, HAS_MASK: tl.constexpr, MASK_IS_BOOL: tl.constexpr,
+    scale, qo_lo, qo_hi, steps,
+    HAS_MASK: tl.constexpr, MASK_IS_BOOL: tl.constexpr,
     ROUND_MASKED: tl.constexpr, DITHER: tl.constexpr, PRECISION: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, MASK_ROW: tl.constexpr,
 ):
@@ -118,9 +117,8 @@ def _scores(
     offs_n = start_n + tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
     in_k = (offs_d[:, None] < D) & (offs_n[None, :] < Lk)
-    kt = tl.load(K + offs_d[:, None] * stride_kd + offs_n[None, :] * stride_kn, mask=in_k, other=0.0)
-    kq = tl.where(in_k, _quantize(kt.to(tl.float32), qb_lo, qb_hi, steps, lut_min, HAS_LUT), 0.0)
-    s = _as(tl.dot(qq, kq.to(dt), input_precision=PRECISION), dt)
+    kq = tl.load(K + offs_d[:, None] * stride_kd + offs_n[None, :] * stride_kn, mask=in_k, other=0.0)
+    s = _as(tl.dot(qq, kq, input_precision=PRECISION), dt)
     idx = rows[:, None] * Lk + offs_n[None, :].to(tl.uint32)
     s = _as(_dither_quantize(s, qo_lo, qo_hi, steps, idx, key_qk, DITHER), dt)
     s = _as(s * scale, dt)
@@ -143,19 +141,17 @@ def _scores(
 @triton.jit
 def _pv(
     acc, s, m_i, l_i, V, start_n, Lk, DV, stride_vn, stride_vd,
-    pa_lo, pa_hi, pb_lo, pb_hi, steps, lut_min,
-    HAS_LUT: tl.constexpr, PRECISION: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_DV: tl.constexpr,
+    pa_lo, pa_hi, steps, PRECISION: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_DV: tl.constexpr,
 ):
-    """``acc + Q(p) · LUT(Q(v))`` over one key block, p = exp(s - m) / l."""
+    """``acc + Q(p) · vq`` over one key block, p = exp(s - m) / l."""
     dt = V.dtype.element_ty
     offs_n = start_n + tl.arange(0, BLOCK_N)
     offs_dv = tl.arange(0, BLOCK_DV)
     p = _as(tl.exp(s - m_i[:, None]) * (1.0 / l_i)[:, None], dt)
-    pq = tl.where(offs_n[None, :] < Lk, _quantize(p, pa_lo, pa_hi, steps, lut_min, False), 0.0)
+    pq = tl.where(offs_n[None, :] < Lk, _quantize(p, pa_lo, pa_hi, steps), 0.0)
     in_v = (offs_n[:, None] < Lk) & (offs_dv[None, :] < DV)
-    v = tl.load(V + offs_n[:, None] * stride_vn + offs_dv[None, :] * stride_vd, mask=in_v, other=0.0)
-    vq = tl.where(in_v, _quantize(v.to(tl.float32), pb_lo, pb_hi, steps, lut_min, HAS_LUT), 0.0)
-    return tl.dot(pq.to(dt), vq.to(dt), acc, input_precision=PRECISION)
+    vq = tl.load(V + offs_n[:, None] * stride_vn + offs_dv[None, :] * stride_vd, mask=in_v, other=0.0)
+    return tl.dot(pq.to(dt), vq, acc, input_precision=PRECISION)
 
 
 @triton.jit
@@ -166,14 +162,15 @@ def _ot_attention_fwd_kernel(
     stride_vb, stride_vh, stride_vn, stride_vd,
     stride_ob, stride_oh, stride_om, stride_od,
     stride_mb, stride_mh, stride_mm, stride_mn,
-    H, Lq, Lk, D, DV, scale, levels, lut_min,
-    HAS_LUT: tl.constexpr, HAS_MASK: tl.constexpr, MASK_IS_BOOL: tl.constexpr,
+    H, Lq, Lk, D, DV, scale, levels,
+    HAS_MASK: tl.constexpr, MASK_IS_BOOL: tl.constexpr,
     ROUND_MASKED: tl.constexpr, DITHER: tl.constexpr, SINGLE_PASS: tl.constexpr, MASK_ROW: tl.constexpr,
     PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
 ):
-    """One program: query rows [pid_m*BLOCK_M, +BLOCK_M) of head (b, h); ranges are the rows
-    of `Ranges` (6, 2) [qa, qb, qo, pa, pb, po], keys `Keys` (2,) [qk, pv]."""
+    """One program: query rows [pid_m*BLOCK_M, +BLOCK_M) of head (b, h); Q, K, V hold the
+    quantized operands; ranges are the rows of `Ranges` (3, 2) [qo, pa, po], keys `Keys` (2,)
+    [qk, pv]."""
     n_m = (Lq + BLOCK_M - 1) // BLOCK_M
     pid = tl.program_id(0)
     pid_bh = pid // n_m
@@ -187,12 +184,9 @@ def _ot_attention_fwd_kernel(
     if HAS_MASK:
         Mask += b * stride_mb + h * stride_mh
 
-    qa_lo, qa_hi = tl.load(Ranges + 0), tl.load(Ranges + 1)
-    qb_lo, qb_hi = tl.load(Ranges + 2), tl.load(Ranges + 3)
-    qo_lo, qo_hi = tl.load(Ranges + 4), tl.load(Ranges + 5)
-    pa_lo, pa_hi = tl.load(Ranges + 6), tl.load(Ranges + 7)
-    pb_lo, pb_hi = tl.load(Ranges + 8), tl.load(Ranges + 9)
-    po_lo, po_hi = tl.load(Ranges + 10), tl.load(Ranges + 11)
+    qo_lo, qo_hi = tl.load(Ranges + 0), tl.load(Ranges + 1)
+    pa_lo, pa_hi = tl.load(Ranges + 2), tl.load(Ranges + 3)
+    po_lo, po_hi = tl.load(Ranges + 4), tl.load(Ranges + 5)
     key_qk = tl.load(Keys).to(tl.uint32)
     key_pv = tl.load(Keys + 1).to(tl.uint32)
     steps = (levels - 1).to(tl.float32)
@@ -202,35 +196,31 @@ def _ot_attention_fwd_kernel(
     offs_d = tl.arange(0, BLOCK_D)
     rows = pid_bh.to(tl.uint32) * Lq + offs_m.to(tl.uint32)  # flat row index (b*H + h)*Lq + i
     in_q = (offs_m[:, None] < Lq) & (offs_d[None, :] < D)
-    q = tl.load(Q + offs_m[:, None] * stride_qm + offs_d[None, :] * stride_qd, mask=in_q, other=0.0)
-    qq = tl.where(in_q, _quantize(q.to(tl.float32), qa_lo, qa_hi, steps, lut_min, False), 0.0).to(dt)
+    qq = tl.load(Q + offs_m[:, None] * stride_qm + offs_d[None, :] * stride_qd, mask=in_q, other=0.0)
     acc = tl.zeros([BLOCK_M, BLOCK_DV], dtype=tl.float32)
 
     if SINGLE_PASS:
         s = _scores(qq, K, Mask, 0, offs_m, rows, key_qk, Lq, Lk, D, stride_kn, stride_kd, stride_mm, stride_mn,
-                    scale, qb_lo, qb_hi, qo_lo, qo_hi, steps, lut_min,
-                    HAS_LUT, HAS_MASK, MASK_IS_BOOL, ROUND_MASKED, DITHER, PRECISION, BLOCK_N, BLOCK_D, MASK_ROW)
+                    scale, qo_lo, qo_hi, steps, HAS_MASK, MASK_IS_BOOL, ROUND_MASKED, DITHER, PRECISION, BLOCK_N, BLOCK_D, MASK_ROW)
         m_i = tl.max(s, 1)
         l_i = tl.sum(tl.exp(s - m_i[:, None]), 1)
-        acc = _pv(acc, s, m_i, l_i, V, 0, Lk, DV, stride_vn, stride_vd, pa_lo, pa_hi, pb_lo, pb_hi,
-                  steps, lut_min, HAS_LUT, PRECISION, BLOCK_N, BLOCK_DV)
+        acc = _pv(acc, s, m_i, l_i, V, 0, Lk, DV, stride_vn, stride_vd, pa_lo, pa_hi,
+                  steps, PRECISION, BLOCK_N, BLOCK_DV)
     else:
         m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
         l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
         for start_n in range(0, Lk, BLOCK_N):
             s = _scores(qq, K, Mask, start_n, offs_m, rows, key_qk, Lq, Lk, D, stride_kn, stride_kd,
-                        stride_mm, stride_mn, scale, qb_lo, qb_hi, qo_lo, qo_hi, steps, lut_min,
-                        HAS_LUT, HAS_MASK, MASK_IS_BOOL, ROUND_MASKED, DITHER, PRECISION, BLOCK_N, BLOCK_D, MASK_ROW)
+                        stride_mm, stride_mn, scale, qo_lo, qo_hi, steps, HAS_MASK, MASK_IS_BOOL, ROUND_MASKED, DITHER, PRECISION, BLOCK_N, BLOCK_D, MASK_ROW)
             m_new = tl.maximum(m_i, tl.max(s, 1))
             m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows masked so far: no inf - inf
             l_i = l_i * tl.exp(m_i - m_safe) + tl.sum(tl.exp(s - m_safe[:, None]), 1)
             m_i = m_new
         for start_n in range(0, Lk, BLOCK_N):
             s = _scores(qq, K, Mask, start_n, offs_m, rows, key_qk, Lq, Lk, D, stride_kn, stride_kd,
-                        stride_mm, stride_mn, scale, qb_lo, qb_hi, qo_lo, qo_hi, steps, lut_min,
-                        HAS_LUT, HAS_MASK, MASK_IS_BOOL, ROUND_MASKED, DITHER, PRECISION, BLOCK_N, BLOCK_D, MASK_ROW)
-            acc = _pv(acc, s, m_i, l_i, V, start_n, Lk, DV, stride_vn, stride_vd, pa_lo, pa_hi, pb_lo, pb_hi,
-                      steps, lut_min, HAS_LUT, PRECISION, BLOCK_N, BLOCK_DV)
+                        stride_mm, stride_mn, scale, qo_lo, qo_hi, steps, HAS_MASK, MASK_IS_BOOL, ROUND_MASKED, DITHER, PRECISION, BLOCK_N, BLOCK_D, MASK_ROW)
+            acc = _pv(acc, s, m_i, l_i, V, start_n, Lk, DV, stride_vn, stride_vd, pa_lo, pa_hi,
+                      steps, PRECISION, BLOCK_N, BLOCK_DV)
 
     offs_dv = tl.arange(0, BLOCK_DV)
     idx = rows[:, None] * DV + offs_dv[None, :].to(tl.uint32)
@@ -259,7 +249,7 @@ def _config(Lq: int, Lk: int, d: int, fp32: bool) -> tuple[int, int, int, int]:
 # On a GPU the launcher times these once per (Lq, Lk, D, Dv) and keeps the fastest (Triton's
 # autotuner, run on the first call: before any CUDA-graph capture, in torch.compile's warm-up).
 _TUNING = [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=2)
-           for m, n, w in ((16, 128, 4), (32, 128, 4), (64, 128, 4), (32, 128, 8), (64, 128, 8),
+           for m, n, w in ((16, 128, 4), (32, 128, 4), (64, 128, 4), (32, 128, 8), (64, 128, 8), (128, 128, 8),
                            (32, 32, 4), (64, 32, 4), (32, 64, 4), (64, 64, 8), (128, 32, 8))]
 
 
@@ -276,26 +266,29 @@ _tuned_kernel = triton.autotune(configs=_TUNING, key=["Lq", "Lk", "D", "DV", "HA
 
 
 def ot_attention_fwd(
-    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float, ranges: Tensor, keys: Tensor,
-    levels: int, lut_min: float | None, dither: bool, *,
+    qq: Tensor, kq: Tensor, vq: Tensor, mask: Tensor | None, scale: float, ranges: Tensor, keys: Tensor,
+    levels: int, dither: bool, *,
     block_m: int | None = None, block_n: int | None = None, num_warps: int | None = None,
     num_stages: int | None = None,
 ) -> Tensor:
     """Optical attention forward (eval) in one kernel; no host synchronisation.
 
     Args:
-        q, k, v: (B, H, Lq, D), (B, H, Lk, D), (B, H, Lk, Dv), one dtype, any strides; D, Dv <= 256.
+        qq, kq, vq: the quantized operands ``Q(q)``, ``LUT(Q(k))``, ``LUT(Q(v))``: (B, H, Lq, D),
+            (B, H, Lk, D), (B, H, Lk, Dv), one dtype, any strides; D, Dv <= 256.
         mask: None, additive float or bool (False -> -inf), broadcastable to (B, H, Lq, Lk).
         scale: factor of the scores.
-        ranges: (6, 2) float32 [lo, hi] of qa, qb, qo, pa, pb, po, on the device.
+        ranges: (3, 2) float32 [lo, hi] of qo (Q·Kᵀ's output), pa (the probabilities) and po
+            (P·V's output), on the device.
         keys: (2,) int64 dither keys [qk, pv] in [0, 2**32), on the device.
-        levels: quantization levels (>= 2); lut_min: LUT floor fraction, or None.
+        levels: quantization levels (>= 2).
         dither: stochastic rounding of both matmul outputs; False rounds.
         block_m, block_n, num_warps, num_stages: override the heuristic (tests).
 
     Returns:
         (B, H, Lq, Dv) contiguous, in q's dtype.
     """
+    q, k, v = qq, kq, vq
     B, H, Lq, D = q.shape
     Lk, DV = k.shape[2], v.shape[3]
     if k.shape != (B, H, Lk, D) or v.shape != (B, H, Lk, DV):
@@ -304,6 +297,8 @@ def ot_attention_fwd(
         raise ValueError(f"q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
     if max(D, DV) > 256:
         raise ValueError(f"head dims up to 256 are supported, got {D} and {DV}")
+    if ranges.shape != (3, 2):
+        raise ValueError(f"ranges must be (3, 2) [qo, pa, po], got {tuple(ranges.shape)}")
     if not 2 <= levels <= MAX_LEVELS:
         raise ValueError(f"levels must be in [2, {MAX_LEVELS}] for the kernel's rounding, got {levels}")
     fp32 = q.dtype == torch.float32
@@ -316,8 +311,8 @@ def ot_attention_fwd(
     precision = "tf32" if not fp32 or torch.backends.cuda.matmul.allow_tf32 else "ieee"  # as torch.matmul
     args = (q, k, v, out, mask if has_mask else q, ranges.float().contiguous(), keys,
             *q.stride(), *k.stride(), *v.stride(), *out.stride(), *(mask.stride() if has_mask else (0, 0, 0, 0)),
-            H, Lq, Lk, D, DV, float(scale), int(levels), float(lut_min or 0.0))
-    flags = dict(HAS_LUT=lut_min is not None, HAS_MASK=has_mask, MASK_IS_BOOL=mask_is_bool,
+            H, Lq, Lk, D, DV, float(scale), int(levels))
+    flags = dict(HAS_MASK=has_mask, MASK_IS_BOOL=mask_is_bool,
                  ROUND_MASKED=round_masked, DITHER=bool(dither), MASK_ROW=has_mask and mask.stride(2) == 0,
                  PRECISION=precision, BLOCK_D=_pow2(D), BLOCK_DV=_pow2(DV), enable_fp_fusion=False)
     overridden = any(o is not None for o in (block_m, block_n, num_warps, num_stages))

@@ -10,12 +10,12 @@ from .attention import ot_attention_fwd
 
 
 @torch.library.custom_op("optopass::ot_attention", mutates_args=())
-def ot_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float, ranges: Tensor, keys: Tensor,
-                 levels: int, lut_min: float | None, dither: bool) -> Tensor:
-    """Optical attention forward (eval): see kernels/attention.py for the math."""
-    return ot_attention_fwd(q, k, v, mask, scale, ranges, keys, levels, lut_min, dither)
+def ot_attention(qq: Tensor, kq: Tensor, vq: Tensor, mask: Tensor | None, scale: float, ranges: Tensor,
+                 keys: Tensor, levels: int, dither: bool) -> Tensor:
+    """Optical attention forward (eval) on quantized operands: see kernels/attention.py."""
+    return ot_attention_fwd(qq, kq, vq, mask, scale, ranges, keys, levels, dither)
 
 
 @ot_attention.register_fake
-def _(q, k, v, mask, scale, ranges, keys, levels, lut_min, dither):
-    return q.new_empty((*q.shape[:-1], v.shape[-1]))
+def _(qq, kq, vq, mask, scale, ranges, keys, levels, dither):
+    return qq.new_empty((*qq.shape[:-1], vq.shape[-1]))

@@ -65,6 +65,15 @@ def data_ranges(q, k, v, mask, scale, keys, levels, lut_min, dither):
     return ranges
 
 
+def fused(q, k, v, mask, scale, ranges, keys, levels, lut_min, dither, **launch):
+    """The kernel on operands quantized as OTAttention quantizes them (quant.quantize, in the
+    input dtype); `ranges` (6, 2) as in reference()."""
+    qq = quant.quantize(q, ranges[0], levels).to(q.dtype)
+    kq = quant.quantize(k, ranges[1], levels, lut_min).to(k.dtype)
+    vq = quant.quantize(v, ranges[4], levels, lut_min).to(v.dtype)
+    return ot_attention_fwd(qq, kq, vq, mask, scale, ranges[[2, 3, 5]], keys, levels, dither, **launch)
+
+
 def make_inputs(B, H, Lq, Lk, D, layout, seed=0):
     """q, k, v in (B, H, L, D); layout 'blhd' makes them non-contiguous views, as HF does."""
     g = torch.Generator().manual_seed(seed)
@@ -119,7 +128,7 @@ def test_kernel_matches_the_float64_reference(case):
     scale = D ** -0.5
     keys = torch.tensor([0x9E3779B9 ^ 12345, 77], device=DEVICE)
     ranges = data_ranges(q, k, v, mask, scale, keys, levels, lut_min, dither)
-    out = ot_attention_fwd(q, k, v, mask, scale, ranges, keys, levels, lut_min, dither, **blocks)
+    out = fused(q, k, v, mask, scale, ranges, keys, levels, lut_min, dither, **blocks)
     ref, _, _ = reference(q, k, v, mask, scale, ranges, keys, levels, lut_min, dither)
     assert out.shape == (B, H, Lq, D) and out.dtype == q.dtype and out.is_contiguous()
     assert_matches(out, ref, ranges, levels)
@@ -143,7 +152,7 @@ def test_kernel_matches_ot_attention_eval(dtype):
     keys = torch.stack([quant.stream_key(s.seed, s.site_id, s.counter) for s in (attn.qk, attn.pv)])
     with torch.no_grad():
         want = attn(q, k, v, attn_mask=mask)
-    out = ot_attention_fwd(q, k, v, mask, D ** -0.5, ranges, keys, 256, attn.qk.lut_min, dither, block_m=32, block_n=64)
+    out = fused(q, k, v, mask, D ** -0.5, ranges, keys, 256, attn.qk.lut_min, dither, block_m=32, block_n=64)
     assert out.dtype == dtype
     assert_matches(out, want.double(), ranges, 256)
 
@@ -156,7 +165,7 @@ def test_two_pass_probabilities_sum_to_one():
     mask = make_mask("float", 2, Lq, Lk)[:1]
     ranges = torch.tensor([[-3.0, 3.0], [-3.0, 3.0], [-20.0, 20.0], [0.0, 1.0], [0.0, 1.0], [0.0, 2.0]], device=DEVICE)
     keys = torch.tensor([5, 6], device=DEVICE)
-    out = ot_attention_fwd(q, k, v, mask, 0.25, ranges, keys, 2**16, None, True, block_m=16, block_n=64)
+    out = fused(q, k, v, mask, 0.25, ranges, keys, 2**16, None, True, block_m=16, block_n=64)
     assert (out - 1).abs().max() < 3e-3
 
 
@@ -176,6 +185,6 @@ def test_autotuned_launch_matches_a_fixed_tiling(Lk):
     mask = make_mask("float", B, Lq, Lk).half()
     keys = torch.tensor([99, 1234], device=DEVICE)
     ranges = data_ranges(q.float(), k.float(), v.float(), mask.float(), D ** -0.5, keys, 256, LUT, True)
-    tuned = ot_attention_fwd(q, k, v, mask, D ** -0.5, ranges, keys, 256, LUT, True)
-    fixed = ot_attention_fwd(q, k, v, mask, D ** -0.5, ranges, keys, 256, LUT, True, block_m=32, block_n=64, num_warps=4)
+    tuned = fused(q, k, v, mask, D ** -0.5, ranges, keys, 256, LUT, True)
+    fixed = fused(q, k, v, mask, D ** -0.5, ranges, keys, 256, LUT, True, block_m=32, block_n=64, num_warps=4)
     assert_matches(tuned, fixed.double(), ranges, 256)
