@@ -63,7 +63,7 @@ def _to_grid(x, lo, hi, steps):
 
 @triton.jit
 def _from_grid(k, lo, hi, steps):
-    """quant.from_grid with the step of the range computed once (within an ulp of torch)."""
+    """quant.from_grid: the step of the range computed once, then a multiply-add per element."""
     return k * ((hi - lo) / steps) + lo
 
 

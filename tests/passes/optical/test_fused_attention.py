@@ -1,7 +1,8 @@
 """The fused attention kernel inside a transformed model: chosen where it applies, the same
 numbers as the composed ops, the dither counters advancing, and opaque to torch.compile.
 
-On a CPU the kernel runs in Triton's interpreter (conftest sets TRITON_INTERPRET=1 there)."""
+On a CPU the kernel runs in Triton's interpreter (conftest sets TRITON_INTERPRET=1 there); on a
+machine with CUDA the models run there, where the kernel is compiled."""
 
 import pytest
 import torch
@@ -12,13 +13,18 @@ from optopass.passes.optical.sites import optical_sites
 from tests.conftest import hf_inputs, tiny_hf_model
 
 NO_DITHER = {k: {"q_dither": False} for k in ("fc", "attn")}
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _inputs(seed=0):
+    return {k: v.to(DEVICE) for k, v in hf_inputs(3, 12, seed=seed).items()}  # last row padded: a real mask
 
 
 def _optical(cfg):
     model = tiny_hf_model("roberta", "sdpa")
-    gm = optopass.apply_optical_pass(model, cfg)
-    inputs = hf_inputs(3, 12)  # the last row is padded: a real attention mask
-    optopass.calibrate(gm, [inputs, hf_inputs(3, 12, seed=1)])
+    gm = optopass.apply_optical_pass(model, cfg).to(DEVICE)
+    inputs = _inputs()
+    optopass.calibrate(gm, [inputs, _inputs(seed=1)])
     return gm.eval(), inputs
 
 
@@ -61,6 +67,8 @@ def test_fused_kernel_is_not_used_where_it_does_not_apply():
     attn = _attentions(gm)[0]
     q = torch.randn(2, 4, 6, 8)
     assert not attn._fusable(q, q, q, None, 0.0, False)  # auto on a CPU
+    if DEVICE == "cuda":
+        assert attn._fusable(q.cuda(), q.cuda(), q.cuda(), None, 0.0, False)  # auto on a GPU
     attn.kernel = "fused"
     assert attn._fusable(q, q, q, None, 0.0, False)
     assert not attn._fusable(q, q, q, None, 0.0, True)  # causal
