@@ -5,9 +5,11 @@ reference implementation's layers (mase-triton ``OpticalTransformerLinear`` in p
 ``nn.Linear``; attention left plain, since the reference's hand-written attention is not a
 library component), each with its ratio to the plain baseline measured in the same process.
 Timing: every model is warmed up (compiled) first, then timed in interleaved rounds (one call
-of each model per round, so a drift of the machine's speed reaches all rows alike); the median
-of the rounds; CUDA events around each call on the GPU, perf_counter on the CPU. Peak memory
-(GPU): one step after warm-up.
+of each model per round, so a drift of the machine's speed reaches all rows alike; the default)
+or ``--timing sequential``, each model's calls in a row as a user's loop makes them (code and
+data stay warm in the CPU's caches, which favours launch-bound modes), or both; the median;
+CUDA events around each call on the GPU, perf_counter on the CPU. Peak memory (GPU): one step
+after warm-up.
 
 Modes (``--compile-modes``; ``--optical-modes`` narrows the optical rows, each of which costs
 minutes of compiling): ``eager``; ``compiled``, ``torch.compile``
@@ -67,6 +69,7 @@ class Row:
     peak_mem_mb: float
     plain_peak_mem_mb: float
     mem_ratio: float
+    timing: str = "interleaved"  # interleaved rounds, or each model's calls in a row (sequential)
 
 
 def build_model(shape: str, dtype: torch.dtype, device: str):
@@ -167,6 +170,18 @@ def _prepare(config: str, run_mode: str, model, batch, mode: str, device: str, w
     return _Timed(config, run_mode, step, peak)
 
 
+TIMINGS = ("interleaved", "sequential")
+
+
+def _time_sequential(entries: list[_Timed], device: str, iters: int) -> None:
+    """`iters` calls of each entry in a row, after one untimed call: a user's loop over one
+    model, with its code and data warm in the caches (launch-bound modes are faster so)."""
+    for entry in entries:
+        entry.step()
+        for _ in range(iters):
+            entry.samples.append(time_call(entry.step, device))
+
+
 def _time_interleaved(entries: list[_Timed], device: str, iters: int) -> None:
     """`iters` rounds, each timing one call of every entry in turn: a drift of the machine's
     speed (clocks, other load) then reaches every row alike, not the rows timed last."""
@@ -199,7 +214,7 @@ def reference_model(plain):
 def run_bench(device: str | None = None, shape: str | None = None, batch: int | None = None, seq: int = 128,
               dtype: str | None = None, modes=("eval", "train"), compile_modes=None, warmup: int = 5, iters: int = 20,
               with_reference: bool = True, cfg=None, log=None, sizes=None,
-              attention_kernels=("auto",), optical_modes=None) -> list[Row]:
+              attention_kernels=("auto",), optical_modes=None, timings=("interleaved",)) -> list[Row]:
     """Time plain vs optical models; see the module docstring. Returns one Row per measurement.
 
     `sizes` is a list of (batch, seq) pairs (default: the one of `batch` and `seq`).
@@ -208,6 +223,8 @@ def run_bench(device: str | None = None, shape: str | None = None, batch: int | 
     ``optopass/unfused-attn``).
     `compile_modes`: the plain model's modes; `optical_modes` the optical model's (default: the
     same, but only ``cudagraphs`` when a GPU run times that mode).
+    `timings`: ``interleaved`` and/or ``sequential`` (see the module docstring); both time the
+    same compiled models, one after the other.
     """
     log = log or (lambda line: None)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -230,12 +247,12 @@ def run_bench(device: str | None = None, shape: str | None = None, batch: int | 
         data = make_batch(plain, batch, seq, device)
         for mode in modes:
             rows += _bench_mode(plain, data, mode, device, torch_dtype, compile_modes, warmup, iters,
-                                with_reference, cfg, log, attention_kernels, optical_modes)
+                                with_reference, cfg, log, attention_kernels, optical_modes, timings)
     return rows
 
 
 def _bench_mode(plain, data, mode, device, torch_dtype, compile_modes, warmup, iters, with_reference, cfg, log,
-                attention_kernels=("auto",), optical_modes=None):
+                attention_kernels=("auto",), optical_modes=None, timings=("interleaved",)):
     from ..passes.optical.optical_transformer import OTAttention
 
     batch, seq = data["input_ids"].shape
@@ -267,7 +284,17 @@ def _bench_mode(plain, data, mode, device, torch_dtype, compile_modes, warmup, i
             return ref
 
         attempt("reference", "eager", make_reference)
-    _time_interleaved(entries, device, iters)
+    rows = []
+    for timing in timings:
+        for entry in entries:
+            entry.samples.clear()
+        (_time_sequential if timing == "sequential" else _time_interleaved)(entries, device, iters)
+        rows += _rows(entries, mode, device, torch_dtype, batch, seq, timing, f"{tag} {timing}" if len(timings) > 1 else tag, log)
+    return rows
+
+
+def _rows(entries, mode, device, torch_dtype, batch, seq, timing, tag, log) -> list[Row]:
+    """One Row per optical/reference entry and plain baseline, from the entries' samples."""
     baselines = {e.run_mode: e for e in entries if e.config == "plain"}
     rows = []
     for entry in entries:
@@ -280,7 +307,8 @@ def _bench_mode(plain, data, mode, device, torch_dtype, compile_modes, warmup, i
             rows.append(Row(mode, entry.config, plain_mode, entry.run_mode, device, str(torch_dtype).replace("torch.", ""),
                             batch, seq, round(base_ms, 3), round(ms, 3), round(ms / base_ms, 3),
                             round(batch * seq / ms * 1e3, 1), round(peak, 1), round(base_peak, 1),
-                            round(peak / base_peak, 3) if base_peak == base_peak and base_peak > 0 else float("nan")))
+                            round(peak / base_peak, 3) if base_peak == base_peak and base_peak > 0 else float("nan"),
+                            timing))
     return rows
 
 
@@ -288,8 +316,8 @@ def format_rows(rows: list[Row]) -> str:
     head = f"{'mode':<6}{'config':<24}{'optical':<11}{'vs plain':<11}{'plain ms':>10}{'optical ms':>12}{'ratio':>8}{'tokens/s':>12}{'peak MB':>10}{'mem ratio':>10}"
     lines = [f"device {rows[0].device}, {rows[0].dtype}" if rows else "no rows"]
     for i, r in enumerate(rows):
-        if i == 0 or (r.batch, r.seq) != (rows[i - 1].batch, rows[i - 1].seq):
-            lines += [f"batch {r.batch} x {r.seq}", head]
+        if i == 0 or (r.batch, r.seq, r.timing) != (rows[i - 1].batch, rows[i - 1].seq, rows[i - 1].timing):
+            lines += [f"batch {r.batch} x {r.seq}, {r.timing} timing", head]
         lines.append(f"{r.mode:<6}{r.config:<24}{r.optical_mode:<11}{r.plain_mode:<11}{r.plain_ms:>10.2f}{r.optical_ms:>12.2f}"
                      f"{r.ratio:>8.2f}{r.tokens_per_s:>12.0f}{r.peak_mem_mb:>10.0f}{r.mem_ratio:>10.2f}")
     return "\n".join(lines)
@@ -321,6 +349,8 @@ def add_subcommand(sub) -> None:
     p.add_argument("--cfg", default=None, help="optical config (default: transform_cfg.yaml)")
     p.add_argument("--attention-kernels", nargs="+", choices=["auto", "unfused"], default=["auto"],
                    help="optical attention as the fused kernel where it applies (auto) and/or as composed ops (unfused)")
+    p.add_argument("--timing", nargs="+", choices=TIMINGS, default=["interleaved"],
+                   help="interleaved rounds (robust to a drifting machine) and/or each model's calls in a row")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_run)
 
@@ -348,6 +378,7 @@ def _run(args) -> int:
                      compile_modes=["eager"] if args.no_compile else (["eager", "compiled"] if args.compile else args.compile_modes), warmup=args.warmup, iters=args.iters,
                      with_reference=not args.no_reference, cfg=args.cfg, sizes=sizes,
                      attention_kernels=tuple(args.attention_kernels), optical_modes=args.optical_modes,
+                     timings=tuple(dict.fromkeys(args.timing)),
                      log=lambda line: print(line, file=sys.stderr, flush=True))
     print(json.dumps([asdict(r) for r in rows], indent=2) if args.json else format_rows(rows))
     return 0

@@ -47,6 +47,24 @@ def test_rows_are_timed_in_interleaved_rounds():
     assert all(len(e.samples) == 3 and min(e.samples) >= 0 for e in entries)
 
 
+def test_sequential_timing_runs_each_model_in_a_row():
+    from optopass.tools.bench import _Timed, _time_sequential
+
+    calls = []
+    entries = [_Timed(name, "eager", lambda name=name: calls.append(name), float("nan")) for name in ("plain", "optopass")]
+    _time_sequential(entries, "cpu", 3)
+    assert calls == ["plain"] * 4 + ["optopass"] * 4  # one untimed call each, then the timed ones
+    assert all(len(e.samples) == 3 for e in entries)
+
+
+def test_both_timings_give_a_row_set_each(capsys):
+    code = main(["bench", "--device", "cpu", "--batch", "2", "--seq", "8", "--modes", "eval", "--iters", "1", "--warmup", "0",
+                 "--no-reference", "--no-compile", "--timing", "interleaved", "sequential", "--json"])
+    assert code == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["config"], r["timing"]) for r in rows] == [("optopass", "interleaved"), ("optopass", "sequential")]
+
+
 def test_attention_kernel_rows(capsys):
     code = main(["bench", "--device", "cpu", "--batch", "2", "--seq", "8", "--modes", "eval", "--iters", "1", "--warmup", "0",
                  "--no-reference", "--no-compile", "--attention-kernels", "auto", "unfused", "--json"])
