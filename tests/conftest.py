@@ -16,6 +16,11 @@ import torch
 
 if not torch.cuda.is_available():  # Triton kernels then run in its interpreter, which is chosen
     os.environ.setdefault("TRITON_INTERPRET", "1")  # when triton is imported (torch._dynamo does)
+# The sites' eager elementwise fusion compiles its kernels on first use in each process and again
+# after every torch._dynamo.reset(), minutes over this suite on two cores: off here, on in
+# tests/passes/optical/test_eager_fusion.py, which checks it against the float64 reference and
+# a whole model against the plain ops.
+os.environ.setdefault("OPTOPASS_EAGER_FUSION", "0")
 
 import transformers
 from torch import nn

@@ -119,8 +119,13 @@ class _OTSite(SiteBase):
         return observing
 
     def _quantize_out(self, y: Tensor) -> Tensor:
-        noise = self.next_noise(y.shape, y.device) if self.dither else None
-        return quant.ste(y, quant.dither_quantize(y, self.range("out"), self.levels, noise))
+        """Output quantization with this call's per-element dither (one kernel in eager code)."""
+        counter = self.counter if self.dither else None
+        q = quant.site_dither_quantize(y, self.range("out"), self.levels, self.seed, self.site_index, counter)
+        if self.dither:
+            with torch.no_grad():
+                self.counter.add_(1)
+        return quant.ste(y, q)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, levels={self.levels}, lut_min={self.lut_min}, dither={self.dither}"
@@ -148,7 +153,7 @@ class OTLinear(_OTSite):
         if observing:
             self.observe("x", x)
             self.observe("w", weight, self.lut_min)
-        xq = quant.ste(x, quant.quantize(x, self.range("x"), self.levels))
+        xq = quant.ste(x, quant.quantize_fused(x, self.range("x"), self.levels))
         y = F.linear(xq, self._weight_q(weight, observing))
         if observing:
             self.observe("out", y)
@@ -161,7 +166,7 @@ class OTLinear(_OTSite):
         key = (weight.data_ptr(), weight._version, self.w_range._version, weight.dtype) if cacheable else None
         if key is not None and self._w_cache is not None and self._w_cache[0] == key:
             return self._w_cache[1]
-        wq = quant.ste(weight, quant.quantize(weight, self.range("w"), self.levels, self.lut_min))
+        wq = quant.ste(weight, quant.quantize_fused(weight, self.range("w"), self.levels, self.lut_min))
         self._w_cache = (key, wq) if key is not None else None
         return wq
 
@@ -184,8 +189,8 @@ class OTMatmul(_OTSite):
         if observing:
             self.observe("a", a)
             self.observe("b", b, self.lut_min)
-        aq = quant.ste(a, quant.quantize(a, self.range("a"), self.levels))
-        bq = quant.ste(b, quant.quantize(b, self.range("b"), self.levels, self.lut_min))
+        aq = quant.ste(a, quant.quantize_fused(a, self.range("a"), self.levels))
+        bq = quant.ste(b, quant.quantize_fused(b, self.range("b"), self.levels, self.lut_min))
         y = torch.matmul(aq, bq)
         if observing:
             self.observe("out", y)
@@ -245,9 +250,9 @@ class OTAttention(torch.nn.Module):
         qk.check_ready()
         pv.check_ready()
         # the operands' quantization is elementwise: under compile it fuses into their producers
-        qq = quant.quantize(query, qk.range("a"), qk.levels).to(query.dtype)
-        kq = quant.quantize(key, qk.range("b"), qk.levels, qk.lut_min).to(key.dtype)
-        vq = quant.quantize(value, pv.range("b"), pv.levels, pv.lut_min).to(value.dtype)
+        qq = quant.quantize_fused(query, qk.range("a"), qk.levels).to(query.dtype)
+        kq = quant.quantize_fused(key, qk.range("b"), qk.levels, qk.lut_min).to(key.dtype)
+        vq = quant.quantize_fused(value, pv.range("b"), pv.levels, pv.lut_min).to(value.dtype)
         ranges = torch.stack([qk.range("out"), pv.range("a"), pv.range("out")])
         keys = torch.stack([qk.next_key(), pv.next_key()])
         dither = qk.dither or pv.dither  # one config for both sites of an attention

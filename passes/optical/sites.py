@@ -109,10 +109,6 @@ class SiteBase(nn.Module):
             self.counter.add_(1)
         return key
 
-    def next_noise(self, shape: torch.Size, device: torch.device) -> Tensor:
-        """Per-element U[0,1) dither for this call; advances the site's counter."""
-        return quant.uniform_noise(shape, self.next_key(), device)
-
     def set_stats_mode(self, mode: str) -> None:
         self.stats_mode = mode
 

@@ -348,13 +348,8 @@ def test_rounding_up_frequency_equals_the_fractional_grid_position():
             assert abs(float(freq[in_bin].mean() - frac[in_bin].mean())) < 0.03
 
 
-# uniform_noise is what the sites call; a device-specific generator behind it (the counter hash
-# used off the CPU) is tested directly as well, since this CPU run would not reach it otherwise.
-NOISE_FUNCTIONS = [quant.uniform_noise] + [getattr(quant, n) for n in ("hash_uniform",) if hasattr(quant, n)]
-
-
-@pytest.mark.parametrize("noise", NOISE_FUNCTIONS, ids=lambda f: f.__name__)
-def test_noise_is_uniform_and_uncorrelated(noise):
+def test_noise_is_uniform_and_uncorrelated():
+    noise = quant.hash_uniform
     key = quant.stream_key(torch.tensor(0), 4, torch.tensor(7))
     u = noise(torch.Size([200_000]), key, torch.device("cpu"))
     assert u.dtype == torch.float32 and (u >= 0).all() and (u < 1).all()
@@ -370,8 +365,8 @@ def test_noise_is_uniform_and_uncorrelated(noise):
     assert u.unique().numel() > 190_000  # fine resolution, not a short period
 
 
-@pytest.mark.parametrize("noise", NOISE_FUNCTIONS, ids=lambda f: f.__name__)
-def test_different_keys_and_counters_give_independent_streams(noise):
+def test_different_keys_and_counters_give_independent_streams():
+    noise = quant.hash_uniform
     cpu, shape = torch.device("cpu"), torch.Size([50_000])
     streams = {
         (seed, site, counter): noise(shape, quant.stream_key(torch.tensor(seed), site, torch.tensor(counter)), cpu)
