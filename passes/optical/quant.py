@@ -243,7 +243,8 @@ class EagerFused:
 
     Compiled with dynamic shapes on 1-d (``flat``) or 2-d (last dimension kept, for per-channel
     ranges) views, so one kernel serves every site and batch shape of a dtype. Where Inductor
-    cannot compile (no C++ compiler, say), the plain ops run after one warning; so they do with
+    cannot compile (no C++ compiler, say), the plain ops run after one warning (an error that the
+    plain ops raise too is the caller's and is raised as is); so they do with
     ``OPTOPASS_EAGER_FUSION=0``. Either way the numbers are the same up to float32 rounding:
     both compute the same ops, and the dither is the same hash.
     """
@@ -259,7 +260,7 @@ class EagerFused:
             return False
         if torch.compiler.is_compiling() or torch.compiler.is_exporting() or x.device.type == "meta":
             return False
-        return not isinstance(x, torch._subclasses.FakeTensor) and x.dim() >= 1
+        return not isinstance(x, torch._subclasses.FakeTensor) and x.dim() >= 1 and x.numel() > 0
 
     def __call__(self, x: Tensor, *args) -> Tensor:
         if not self.active(x):
@@ -270,11 +271,12 @@ class EagerFused:
         try:
             with torch.no_grad():
                 return self.compiled(view, *args).view(x.shape)
-        except Exception as err:  # a compiler that cannot run here: the plain ops
-            self.failed = True
+        except Exception as err:
+            out = self.fn(x, *args)  # raises where the inputs are at fault: fusion stays on then
+            self.failed = True  # the plain ops run, so the compiler cannot run here
             warnings.warn(f"optopass: eager elementwise fusion disabled ({type(err).__name__}: "
                           f"{str(err).splitlines()[0][:200] if str(err) else ''}); running the plain ops", stacklevel=2)
-            return self.fn(x, *args)
+            return out
 
 
 quantize_fused = EagerFused(quantize, flat=True)

@@ -81,6 +81,16 @@ def test_falls_back_to_the_plain_ops_with_one_warning(monkeypatch):
         fused(x, rng, 8)
 
 
+def test_an_error_of_the_inputs_is_raised_and_keeps_the_fusion_on():
+    fused = quant.EagerFused(quant.quantize, flat=True)
+    with pytest.raises(RuntimeError):
+        fused(torch.randn(4, 4), torch.tensor([[-1.0] * 3, [1.0] * 3]), 8)  # 3 channels for 4 columns
+    assert not fused.failed
+    x, rng = torch.randn(4, 4), torch.tensor([-1.0, 1.0])
+    assert fused(x, rng, 8).shape == (4, 4) and not fused.failed
+    assert fused(torch.empty(0, 4), rng, 8).shape == (0, 4)  # nothing to compile for
+
+
 def test_fake_tensors_take_the_plain_ops():
     from torch._subclasses.fake_tensor import FakeTensorMode
 
