@@ -343,8 +343,8 @@ def add_subcommand(sub) -> None:
                         "the recommended mode: each optical mode costs minutes of compiling)")
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None, help="default: bf16 on GPU, fp32 on CPU")
     p.add_argument("--modes", nargs="+", choices=["eval", "train"], default=["eval", "train"])
-    p.add_argument("--iters", type=int, default=20)
-    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--iters", type=int, default=None, help="timed rounds (default: 20 on a GPU, 10 on a CPU)")
+    p.add_argument("--warmup", type=int, default=None, help="warm-up calls per model (default: 5 on a GPU, 2 on a CPU)")
     p.add_argument("--no-reference", action="store_true", help="skip the reference implementation's layers")
     p.add_argument("--cfg", default=None, help="optical config (default: transform_cfg.yaml)")
     p.add_argument("--attention-kernels", nargs="+", choices=["auto", "unfused"], default=["auto"],
@@ -374,8 +374,11 @@ def _run(args) -> int:
             sizes.append((int(parts[0]), int(parts[1])))
     import sys
 
+    on_gpu = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")) == "cuda"
+    iters = args.iters if args.iters is not None else (20 if on_gpu else 10)  # a CPU run: under a minute
+    warmup = args.warmup if args.warmup is not None else (5 if on_gpu else 2)
     rows = run_bench(args.device, args.shape, args.batch, args.seq, args.dtype, tuple(args.modes),
-                     compile_modes=["eager"] if args.no_compile else (["eager", "compiled"] if args.compile else args.compile_modes), warmup=args.warmup, iters=args.iters,
+                     compile_modes=["eager"] if args.no_compile else (["eager", "compiled"] if args.compile else args.compile_modes), warmup=warmup, iters=iters,
                      with_reference=not args.no_reference, cfg=args.cfg, sizes=sizes,
                      attention_kernels=tuple(args.attention_kernels), optical_modes=args.optical_modes,
                      timings=tuple(dict.fromkeys(args.timing)),

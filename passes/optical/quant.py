@@ -265,7 +265,8 @@ class EagerFused:
     def __call__(self, x: Tensor, *args) -> Tensor:
         if not self.active(x):
             return self.fn(x, *args)
-        view = x.reshape(-1) if self.flat else x.reshape(-1, x.shape[-1])
+        # detached, and not a view: no recompiles for requires_grad or for the base's layout
+        view = (x.reshape(-1) if self.flat else x.reshape(-1, x.shape[-1])).detach()
         if self.compiled is None:
             self.compiled = torch.compile(self.fn, dynamic=True)
         try:

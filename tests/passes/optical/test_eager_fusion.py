@@ -121,3 +121,20 @@ def test_a_model_runs_the_same_fused_and_plain(monkeypatch):
     assert quant.site_dither_quantize.compiled is not None and not quant.site_dither_quantize.failed
     same, moved = (fused - plain).abs().max(), (other - plain).abs().max()
     assert moved > 0 and same < 0.1 * moved
+
+
+def test_one_compile_serves_every_shape_rank_and_grad_state():
+    """No recompiles across sites: other ranks, batch shapes, views and requires_grad."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    quantizer = quant.EagerFused(quant.quantize, flat=True)
+    dither = quant.EagerFused(quant._site_dither_quantize, flat=False)
+    rng, seed, site = torch.tensor([-1.0, 1.0]), torch.tensor(1), torch.tensor(2)
+    quantizer(torch.randn(3, 5, 8), rng, 16)
+    dither(torch.randn(3, 5, 8), rng, 16, seed, site, torch.tensor(0))
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for x in (torch.randn(7, 8, requires_grad=True), torch.randn(2, 4, 6, 8).transpose(1, 2), torch.randn(4, 9, 8)[:, 1:]):
+            quantizer(x, rng, 16)
+            dither(x, rng, 16, seed, site, torch.tensor(1))
+    assert not quantizer.failed and not dither.failed
