@@ -212,12 +212,13 @@ def reference_model(plain):
 
 
 def run_bench(device: str | None = None, shape: str | None = None, batch: int | None = None, seq: int = 128,
-              dtype: str | None = None, modes=("eval", "train"), compile_modes=None, warmup: int = 5, iters: int = 20,
+              dtype: str | None = None, modes=("eval", "train"), compile_modes=None, warmup: int | None = None, iters: int | None = None,
               with_reference: bool = True, cfg=None, log=None, sizes=None,
               attention_kernels=("auto",), optical_modes=None, timings=("interleaved",)) -> list[Row]:
     """Time plain vs optical models; see the module docstring. Returns one Row per measurement.
 
-    `sizes` is a list of (batch, seq) pairs (default: the one of `batch` and `seq`).
+    `warmup` and `iters` default to 5 and 20 on a GPU, 2 and 10 on a CPU (a CPU run then takes
+    under a minute). `sizes` is a list of (batch, seq) pairs (default: the one of `batch` and `seq`).
     `log`, when given, is called with a line per measurement as soon as it is taken.
     `attention_kernels`: OTAttention.kernel settings to time (``unfused`` rows are labelled
     ``optopass/unfused-attn``).
@@ -229,6 +230,8 @@ def run_bench(device: str | None = None, shape: str | None = None, batch: int | 
     log = log or (lambda line: None)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     on_gpu = device.startswith("cuda")
+    warmup = warmup if warmup is not None else (5 if on_gpu else 2)
+    iters = iters if iters is not None else (20 if on_gpu else 10)
     shape = shape or ("roberta-base" if on_gpu else "small")
     batch = batch or (32 if on_gpu else 8)
     sizes = list(sizes or [(batch, seq)])
@@ -336,7 +339,7 @@ def add_subcommand(sub) -> None:
     compiling.add_argument("--compile", action="store_true",
                            help="torch.compile rows on the CPU too (default on the GPU; minutes of compiling on a CPU)")
     compiling.add_argument("--compile-modes", nargs="+", choices=[*COMPILE_MODES, "autotune"], default=None,
-                           help=f"the modes to time, for plain and optical alike (default on the GPU: {' '.join(COMPILE_MODES)})")
+                           help=f"the plain model's modes, and the optical model's unless --optical-modes (default on the GPU: {' '.join(COMPILE_MODES)})")
     compiling.add_argument("--no-compile", action="store_true", help="eager rows only (no torch.compile)")
     p.add_argument("--optical-modes", nargs="+", choices=[*COMPILE_MODES, "autotune"], default=None,
                    help="the optical model's modes (default: those of the plain model; on the GPU only cudagraphs, "
@@ -374,11 +377,8 @@ def _run(args) -> int:
             sizes.append((int(parts[0]), int(parts[1])))
     import sys
 
-    on_gpu = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")) == "cuda"
-    iters = args.iters if args.iters is not None else (20 if on_gpu else 10)  # a CPU run: under a minute
-    warmup = args.warmup if args.warmup is not None else (5 if on_gpu else 2)
     rows = run_bench(args.device, args.shape, args.batch, args.seq, args.dtype, tuple(args.modes),
-                     compile_modes=["eager"] if args.no_compile else (["eager", "compiled"] if args.compile else args.compile_modes), warmup=warmup, iters=iters,
+                     compile_modes=["eager"] if args.no_compile else (["eager", "compiled"] if args.compile else args.compile_modes), warmup=args.warmup, iters=args.iters,
                      with_reference=not args.no_reference, cfg=args.cfg, sizes=sizes,
                      attention_kernels=tuple(args.attention_kernels), optical_modes=args.optical_modes,
                      timings=tuple(dict.fromkeys(args.timing)),

@@ -123,8 +123,7 @@ class _OTSite(SiteBase):
         counter = self.counter if self.dither else None
         q = quant.site_dither_quantize(y, self.range("out"), self.levels, self.seed, self.site_index, counter)
         if self.dither:
-            with torch.no_grad():
-                self.counter.add_(1)
+            self.advance()
         return quant.ste(y, q)
 
     def extra_repr(self) -> str:

@@ -105,9 +105,13 @@ class SiteBase(nn.Module):
     def next_key(self) -> Tensor:
         """The dither key of this call (0-d int64 on the site's device); advances the counter."""
         key = quant.stream_key(self.seed, self.site_index, self.counter)
+        self.advance()
+        return key
+
+    def advance(self) -> None:
+        """Count one dithered call (the next call's key is a new one)."""
         with torch.no_grad():
             self.counter.add_(1)
-        return key
 
     def set_stats_mode(self, mode: str) -> None:
         self.stats_mode = mode
