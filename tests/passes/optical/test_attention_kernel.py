@@ -9,6 +9,7 @@ import torch
 import triton
 
 from optopass.passes.optical import quant
+from optopass.passes.optical.kernels import attention as ka
 from optopass.passes.optical.kernels.attention import ot_attention_fwd
 from optopass.passes.optical.optical_transformer import OpticalTransformerParams, OTAttention
 
@@ -117,6 +118,7 @@ CASES = {  # name: (B, H, Lq, Lk, D, layout, mask, levels, lut_min, dither, bloc
     "float-mask-no-dither": (2, 2, 40, 40, 24, "blhd", "float", 256, LUT, False, {}),
     "bool-mask-16-levels": (2, 2, 40, 40, 16, "blhd", "bool", 16, None, True, {"block_m": 16, "block_n": 16}),
     "two-pass": (2, 2, 40, 150, 24, "blhd", "float", 256, LUT, True, {"block_m": 32, "block_n": 64}),
+    "one-pass-256-keys": (2, 2, 24, 150, 16, "blhd", "float", 256, LUT, True, {"block_m": 16, "block_n": 256}),
 }
 
 
@@ -174,8 +176,16 @@ def test_cpu_runs_use_the_interpreter():
     assert triton.knobs.runtime.interpret, "TRITON_INTERPRET must be set before triton is imported (conftest)"
 
 
+@pytest.mark.parametrize("Lk, one_pass, two_pass", [(40, {128}, set()), (128, {128}, set()), (300, {512}, {32, 64}),
+                                                     (512, {512}, {32, 64}), (1000, set(), {32, 64})])
+def test_autotuner_candidates(Lk, one_pass, two_pass):
+    """One-pass tiles as wide as the keys up to 512 of them; two-pass key blocks beyond 128."""
+    widths = {c.kwargs["BLOCK_N"] for c in ka._prune(ka._TUNING, {"Lk": Lk})}
+    assert widths == one_pass | two_pass
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the autotuned launch runs on CUDA only")
-@pytest.mark.parametrize("Lk", [128, 300])
+@pytest.mark.parametrize("Lk", [128, 300, 512])
 def test_autotuned_launch_matches_a_fixed_tiling(Lk):
     """fp16, head dim 64, no block override: whatever tile shape Triton's autotuner picked (one
     pass at 128 keys, two beyond) gives the numbers of a fixed tiling (tested above against
