@@ -248,23 +248,15 @@ def _config(Lq: int, Lk: int, d: int, fp32: bool) -> tuple[int, int, int, int]:
 
 # On a GPU the launcher times these once per (Lq, Lk, D, Dv) and keeps the fastest (Triton's
 # autotuner, run on the first call: before any CUDA-graph capture, in torch.compile's warm-up).
-# One pass (a key block as wide as the keys) computes each score's dither once, two passes
-# twice; up to 512 keys the one-pass tiles keep a row block's scores in registers (16-32 rows).
 _TUNING = [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=2)
            for m, n, w in ((16, 128, 4), (32, 128, 4), (64, 128, 4), (32, 128, 8), (64, 128, 8), (128, 128, 8),
-                           (16, 256, 4), (32, 256, 4), (32, 256, 8), (64, 256, 8),
-                           (16, 512, 4), (16, 512, 8), (32, 512, 8),
                            (32, 32, 4), (64, 32, 4), (32, 64, 4), (64, 64, 8), (128, 32, 8))]
-ONE_PASS_MAX = 512  # most keys a one-pass tile takes
 
 
 def _prune(configs, named_args, **kwargs):
-    """The one-pass tiles of the keys' width (a power of two, at least 128) up to 512 keys;
-    the two-pass tiles (key blocks of 32-64) beyond 128 keys."""
+    """One pass (BLOCK_N >= Lk) where 128 keys suffice, key blocks of 32-64 beyond."""
     lk = named_args["Lk"]
-    width = max(128, triton.next_power_of_2(lk))
-    keep = [c for c in configs if c.kwargs["BLOCK_N"] == width and lk <= ONE_PASS_MAX
-            or c.kwargs["BLOCK_N"] <= 64 and lk > 128]
+    keep = [c for c in configs if (c.kwargs["BLOCK_N"] >= lk) == (lk <= 128)]
     return keep or configs
 
 

@@ -9,7 +9,6 @@ import torch
 import triton
 
 from optopass.passes.optical import quant
-from optopass.passes.optical.kernels import attention as ka
 from optopass.passes.optical.kernels.attention import ot_attention_fwd
 from optopass.passes.optical.optical_transformer import OpticalTransformerParams, OTAttention
 
@@ -174,14 +173,6 @@ def test_two_pass_probabilities_sum_to_one():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="compiled on CUDA")
 def test_cpu_runs_use_the_interpreter():
     assert triton.knobs.runtime.interpret, "TRITON_INTERPRET must be set before triton is imported (conftest)"
-
-
-@pytest.mark.parametrize("Lk, one_pass, two_pass", [(40, {128}, set()), (128, {128}, set()), (300, {512}, {32, 64}),
-                                                     (512, {512}, {32, 64}), (1000, set(), {32, 64})])
-def test_autotuner_candidates(Lk, one_pass, two_pass):
-    """One-pass tiles as wide as the keys up to 512 of them; two-pass key blocks beyond 128."""
-    widths = {c.kwargs["BLOCK_N"] for c in ka._prune(ka._TUNING, {"Lk": Lk})}
-    assert widths == one_pass | two_pass
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the autotuned launch runs on CUDA only")
