@@ -121,10 +121,13 @@ class _OTSite(SiteBase):
     def _quantize_out(self, y: Tensor) -> Tensor:
         """Output quantization with this call's per-element dither (one kernel in eager code)."""
         counter = self.counter if self.dither else None
-        q = quant.site_dither_quantize(y, self.range("out"), self.levels, self.seed, self.site_index, counter)
+        q = quant.site_dither_quantize(y, self.range("out"), self.levels, self.key_base, counter)
         if self.dither:
-            self.advance()
+            self.counted()
         return quant.ste(y, q)
+
+    def draws_dither(self) -> bool:
+        return self.enabled and self.dither
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, levels={self.levels}, lut_min={self.lut_min}, dither={self.dither}"
@@ -253,7 +256,10 @@ class OTAttention(torch.nn.Module):
         kq = quant.quantize_fused(key, qk.range("b"), qk.levels, qk.lut_min).to(key.dtype)
         vq = quant.quantize_fused(value, pv.range("b"), pv.levels, pv.lut_min).to(value.dtype)
         ranges = torch.stack([qk.range("out"), pv.range("a"), pv.range("out")])
-        keys = torch.stack([qk.next_key(), pv.next_key()])
+        keys = torch.stack([qk.current_key(), pv.current_key()])
+        for site in (qk, pv):
+            if site.dither:
+                site.counted()
         dither = qk.dither or pv.dither  # one config for both sites of an attention
         return ops.ot_attention(qq, kq, vq, attn_mask, float(scale), ranges, keys, qk.levels, dither)
 

@@ -116,13 +116,27 @@ def _mix32_key(x: Tensor) -> Tensor:
     return x ^ (x >> 16)
 
 
-def stream_key(seed: Tensor, site_id: int | Tensor, counter: Tensor) -> Tensor:
-    """A 32-bit key (int64 in [0, 2**32)) for one call of one site, from the config seed, the
-    site (an int, or a 0-d int64 tensor: then compiled code is the same for every site) and
-    its call count."""
+def stream_base(seed: Tensor, site_id: int | Tensor) -> Tensor:
+    """The 32-bit base of one site's keys (int64 in [0, 2**32)): ``lowbias32(seed ^ site *
+    0x9E3779B9)``, from the config seed and the site (an int or a 0-d int64 tensor). A site
+    keeps it as a buffer, so no call computes it."""
     site = site_id.long() if isinstance(site_id, Tensor) else site_id
-    k = _mix32_key((seed.long() & _MASK32) ^ (site * 0x9E3779B9 & _MASK32))
-    return _mix32_key(k ^ (counter.long() & _MASK32))
+    return _mix32_key((seed.long() & _MASK32) ^ (site * 0x9E3779B9 & _MASK32))
+
+
+def key_at(base: Tensor, counter: Tensor) -> Tensor:
+    """The key of call `counter` of the site with key base `base` (int64 in [0, 2**32)):
+    ``base ^ (counter * 0x9E3779B9 mod 2**32)``. A handful of integer ops: compiled code computes
+    it inside each kernel that draws the dither, so no kernel is spent on one site's key (the
+    element hash mixes the key in twice, so consecutive keys need no mixing of their own)."""
+    step = counter.to(torch.int32) * _GOLDEN  # int32 products wrap modulo 2**32
+    return (base.to(torch.int32) ^ step).long() & _MASK32
+
+
+def stream_key(seed: Tensor, site_id: int | Tensor, counter: Tensor) -> Tensor:
+    """The key (int64 in [0, 2**32)) of call `counter` of a site: ``key_at(stream_base(seed,
+    site_id), counter)``."""
+    return key_at(stream_base(seed, site_id), counter)
 
 
 def hash_uniform(shape: torch.Size, key: Tensor, device: torch.device) -> Tensor:
@@ -229,9 +243,8 @@ def ste(x: Tensor, q: Tensor) -> Tensor:
 # Eager speed: each site's elementwise chain as one compiled kernel
 
 
-def _site_dither_quantize(y: Tensor, rng: Tensor, levels: int, seed: Tensor, site: Tensor,
-                          counter: Tensor | None) -> Tensor:
-    noise = None if counter is None else hash_uniform(y.shape, stream_key(seed, site, counter), y.device)
+def _site_dither_quantize(y: Tensor, rng: Tensor, levels: int, base: Tensor, counter: Tensor | None) -> Tensor:
+    noise = None if counter is None else hash_uniform(y.shape, key_at(base, counter), y.device)
     return dither_quantize(y, rng, levels, noise)
 
 
@@ -284,7 +297,7 @@ quantize_fused = EagerFused(quantize, flat=True)
 """``quantize(x, rng, levels, lut_min)`` (tensor-wise range) as one kernel in eager code."""
 
 site_dither_quantize = EagerFused(_site_dither_quantize, flat=False)
-"""``site_dither_quantize(y, rng, levels, seed, site, counter)``: `y`'s output quantization with
-the dither of key ``stream_key(seed, site, counter)`` (rounding when `counter` is None), per
-element with flat index over `y`, as one kernel in eager code; float32. `rng` is (2,) or
-(2, y.shape[-1]). The caller advances the counter."""
+"""``site_dither_quantize(y, rng, levels, base, counter)``: `y`'s output quantization with the
+dither of key ``key_at(base, counter)`` (rounding when `counter` is None), per element with flat
+index over `y`, as one kernel in eager code; float32. `rng` is (2,) or (2, y.shape[-1]). The
+caller advances the counter."""

@@ -44,15 +44,16 @@ def test_fused_dither_is_the_sites_hash_per_element(per_channel):
     if per_channel:
         rng[0, :12], rng[1, :12] = -2.0, 2.0  # half the channels on a narrower range
     seed, site, counter = torch.tensor(3), torch.tensor(7), torch.tensor(11)
-    got = quant.site_dither_quantize(y, rng, 32, seed, site, counter)
+    base = quant.stream_base(seed, site)
+    got = quant.site_dither_quantize(y, rng, 32, base, counter)
     noise = quant.hash_uniform(y.shape, quant.stream_key(seed, site, counter), y.device)
     lo, hi = rng[0], rng[1]
     want = torch.stack([ref_dither_quantize(y[..., c], (lo.reshape(-1)[c % lo.numel()], hi.reshape(-1)[c % hi.numel()]), 32,
                                             noise[..., c]) for c in range(24)], dim=-1)
     assert_levels_match(got, want, -4.0, 4.0, 32)
-    rounded = quant.site_dither_quantize(y, rng, 32, seed, site, None)
+    rounded = quant.site_dither_quantize(y, rng, 32, base, None)
     assert not torch.equal(rounded, got)  # the dither moved some values
-    again = quant.site_dither_quantize(y, rng, 32, seed, site, counter + 1)
+    again = quant.site_dither_quantize(y, rng, 32, base, counter + 1)
     assert not torch.equal(again, got)  # the next call draws a fresh dither
 
 
@@ -130,11 +131,11 @@ def test_one_compile_serves_every_shape_rank_and_grad_state():
     torch._dynamo.reset()
     quantizer = quant.EagerFused(quant.quantize, flat=True)
     dither = quant.EagerFused(quant._site_dither_quantize, flat=False)
-    rng, seed, site = torch.tensor([-1.0, 1.0]), torch.tensor(1), torch.tensor(2)
+    rng, base = torch.tensor([-1.0, 1.0]), quant.stream_base(torch.tensor(1), 2)
     quantizer(torch.randn(3, 5, 8), rng, 16)
-    dither(torch.randn(3, 5, 8), rng, 16, seed, site, torch.tensor(0))
+    dither(torch.randn(3, 5, 8), rng, 16, base, torch.tensor(0))
     with torch._dynamo.config.patch(error_on_recompile=True):
         for x in (torch.randn(7, 8, requires_grad=True), torch.randn(2, 4, 6, 8).transpose(1, 2), torch.randn(4, 9, 8)[:, 1:]):
             quantizer(x, rng, 16)
-            dither(x, rng, 16, seed, site, torch.tensor(1))
+            dither(x, rng, 16, base, torch.tensor(1))
     assert not quantizer.failed and not dither.failed
