@@ -127,7 +127,8 @@ def _add_clock(gm: torch.fx.GraphModule) -> None:
     gm.add_submodule(CLOCK, DitherClock(sites))
     output = next(n for n in gm.graph.nodes if n.op == "output")
     with gm.graph.inserting_before(output):
-        gm.graph.call_module(CLOCK)
+        node = gm.graph.call_module(CLOCK)
+    node.meta["nn_module_stack"] = {CLOCK: (CLOCK, f"{DitherClock.__module__}.{DitherClock.__qualname__}")}
 
 
 def _device_of(gm: torch.nn.Module):
