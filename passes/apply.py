@@ -12,6 +12,7 @@ from ..tools.config import OpticalConfig, load_config
 from .base import run_passes
 from .capture import OpticalGraphModule, capture
 from .cleanup import drop_capture_asserts
+from .optical.clock import add_dither_clock
 from .optical.rewrite import optical_rewrite
 from .train_mode import make_mode_aware
 
@@ -39,6 +40,7 @@ def apply_optical_pass(model: nn.Module, config: OpticalConfig | dict | str | No
         [
             ("drop_capture_asserts", drop_capture_asserts),
             ("optical_rewrite", partial(optical_rewrite, config=config)),
+            ("add_dither_clock", add_dither_clock),
             ("make_mode_aware", make_mode_aware),
         ],
     )

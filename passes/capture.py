@@ -157,12 +157,14 @@ def _is_hf(model: nn.Module) -> bool:
 
 
 def hf_example_inputs(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Example keyword inputs for an HF encoder, built from its config."""
+    """Example keyword inputs for an HF encoder, built from its config (token ids from a
+    generator of their own: the global RNG is not touched)."""
     params = inspect.signature(model.forward).parameters
     cfg = model.config
     device = next(model.parameters()).device
     low = min(3, cfg.vocab_size - 1)
-    ids = torch.randint(low, cfg.vocab_size, (EXAMPLE_BATCH, EXAMPLE_SEQ), device=device)
+    ids = torch.randint(low, cfg.vocab_size, (EXAMPLE_BATCH, EXAMPLE_SEQ), generator=torch.Generator().manual_seed(0))
+    ids = ids.to(device)
     mask = torch.ones_like(ids)
     mask[-1, EXAMPLE_SEQ // 2 :] = 0
     inputs = {"input_ids": ids, "attention_mask": mask}

@@ -29,7 +29,9 @@ def test_apply_does_not_modify_the_model_and_keeps_its_mode(make_model, training
     model.train(training)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     modules = [n for n, _ in model.named_modules()]
+    rng = torch.get_rng_state()
     gm = optopass.apply_optical_pass(model, {"fc": {"q_bypass": True}, "attn": {"q_bypass": True}})
+    assert torch.equal(torch.get_rng_state(), rng)  # the example inputs draw from their own generator
     assert gm.training is training and model.training is training
     assert [n for n, _ in model.named_modules()] == modules
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())

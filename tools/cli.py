@@ -32,6 +32,8 @@ def _add_transform(sub) -> None:
     p.add_argument("--calibrate-batches", type=int, default=4, help="number of calibration batches (default 4)")
     p.add_argument("--batch-size", type=int, default=8, help="calibration batch size (default 8)")
     p.add_argument("--attn-implementation", choices=["sdpa", "eager"], default="sdpa")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the weights a checkpoint lacks, such as a new classification head (default 0)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_run_transform)
 
@@ -42,7 +44,7 @@ def _run_transform(args) -> int:
     result = run_transform(
         model=args.model, cfg=args.cfg, num_labels=args.num_labels, out=args.out,
         calibrate_data=args.calibrate_data, calibrate_batches=args.calibrate_batches,
-        batch_size=args.batch_size, attn_implementation=args.attn_implementation,
+        batch_size=args.batch_size, attn_implementation=args.attn_implementation, seed=args.seed,
     )
     if args.json:
         print(json.dumps(result, indent=2))

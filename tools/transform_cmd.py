@@ -35,17 +35,24 @@ def sentence_batches(tokenizer, sentences: list[str], batch_size: int, n_batches
 
 def run_transform(*, model: str | None, cfg: str | None, num_labels: int | None = None, out: str | None = None,
                   calibrate_data: str | None = None, calibrate_batches: int = 4, batch_size: int = 8,
-                  attn_implementation: str = "sdpa") -> dict[str, Any]:
-    """Run the transform job and return its result as a plain dict (what ``--json`` prints)."""
+                  attn_implementation: str = "sdpa", seed: int = 0) -> dict[str, Any]:
+    """Run the transform job and return its result as a plain dict (what ``--json`` prints).
+
+    `seed` draws the weights the checkpoint lacks (a new classification head), so a run's
+    fidelity figures repeat; the caller's global RNG state is left as it was."""
     from .. import apply_optical_pass, calibrate, load_config, save
     from .models import load_classifier, resolve_model_name
     from .report import sqnr_db, summarize
 
     if calibrate_batches < 1 or batch_size < 1:
         raise DataError(f"--calibrate-batches and --batch-size must be >= 1, got {calibrate_batches} and {batch_size}")
+    if seed < 0:
+        raise DataError(f"--seed must be >= 0, got {seed}")
     config = load_config(cfg)  # validate before the (slow) model load
     sentences = read_sentences(calibrate_data)
-    hf_model, tokenizer = load_classifier(model, num_labels=num_labels, attn_implementation=attn_implementation)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        hf_model, tokenizer = load_classifier(model, num_labels=num_labels, attn_implementation=attn_implementation)
     hf_model.eval()
     gm = apply_optical_pass(hf_model, config)
     batches = sentence_batches(tokenizer, sentences, batch_size, calibrate_batches)
@@ -68,6 +75,7 @@ def run_transform(*, model: str | None, cfg: str | None, num_labels: int | None 
             "n_examples": int(ref.shape[0]),
         },
         "calibration": {"batches": calibrate_batches, "batch_size": batch_size},
+        "seed": seed,
     }
     if out is not None:
         result["saved_to"] = str(save(gm, out, tokenizer=tokenizer))

@@ -19,10 +19,8 @@ from ...tools.errors import ConfigError
 from ...tools.targets import first_match
 from ..base import PassResult
 from .registry import KINDS
-from .sites import DitherClock, optical_sites
 
 SITES_PREFIX = "optical_sites"
-CLOCK = "optical_clock"
 
 
 @dataclass(frozen=True)
@@ -86,7 +84,6 @@ def optical_rewrite(gm: torch.fx.GraphModule, config: OpticalConfig) -> PassResu
     for match in matches:
         rec, site_id = _rewrite_one(gm, config, match, taken, site_id, replaced)
         record.sites.append(rec)
-    _add_clock(gm)
     gm.recompile()
     return PassResult(gm, bool(record.by_status("optical")), record)
 
@@ -117,18 +114,6 @@ def _rewrite_one(gm, config: OpticalConfig, match, taken: set[str], site_id: int
     replaced[match.node] = new
     rec = SiteRecord(**base, status="optical", technology=technology, module=name, params=params)
     return rec, site_id + 2  # an attention site uses two dither streams
-
-
-def _add_clock(gm: torch.fx.GraphModule) -> None:
-    """The DitherClock of the rewritten sites, called last in the graph."""
-    sites = [site for _, site in optical_sites(gm)]
-    if not sites:
-        return
-    gm.add_submodule(CLOCK, DitherClock(sites))
-    output = next(n for n in gm.graph.nodes if n.op == "output")
-    with gm.graph.inserting_before(output):
-        node = gm.graph.call_module(CLOCK)
-    node.meta["nn_module_stack"] = {CLOCK: (CLOCK, f"{DitherClock.__module__}.{DitherClock.__qualname__}")}
 
 
 def _device_of(gm: torch.nn.Module):

