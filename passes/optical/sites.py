@@ -46,7 +46,7 @@ class SiteBase(nn.Module):
         # the keys' base, from seed and site: kept, so that no call spends a kernel on it
         self.register_buffer("key_base", quant.stream_base(self.seed, site_id), persistent=False)
         self.clocked = False  # True: a DitherClock counts this site's calls (passes/optical/clock.py)
-        self.register_load_state_dict_post_hook(lambda module, _keys: module._after_load())
+        self.register_load_state_dict_post_hook(_after_load)
 
     @property
     def stats_mode(self) -> str:
@@ -139,6 +139,11 @@ class SiteBase(nn.Module):
 
     def extra_repr(self) -> str:
         return f"site={self.site_name!r}, stats_mode={self.stats_mode}"
+
+
+def _after_load(module: SiteBase, _incompatible_keys) -> None:
+    """load_state_dict post-hook (a module-level function: a site module pickles)."""
+    module._after_load()
 
 
 def optical_sites(module: nn.Module):

@@ -75,3 +75,14 @@ def test_keys_follow_the_counter_and_a_loaded_seed():
     inputs = hf_inputs(2, 8)
     with torch.no_grad():
         assert torch.equal(a(**inputs).logits, b(**inputs).logits)
+
+
+def test_a_site_pickles_with_its_state():
+    import pickle
+
+    gm = _optical(seed=3)
+    name, site = next(iter(optical_sites(gm)))
+    copy = pickle.loads(pickle.dumps(site))
+    assert all(torch.equal(a, b) for a, b in zip(site.buffers(), copy.buffers()))
+    copy.load_state_dict(site.state_dict())  # the post-load hook survived the round trip
+    assert int(copy.current_key()) == int(site.current_key())
