@@ -5,9 +5,10 @@ reference implementation's layers (mase-triton ``OpticalTransformerLinear`` in p
 ``nn.Linear``; attention left plain, since the reference's hand-written attention is not a
 library component), each with its ratio to the plain baseline measured in the same process.
 Timing: every model is warmed up (compiled) first, then timed in interleaved rounds (one call
-of each model per round, so a drift of the machine's speed reaches all rows alike; the default)
-or ``--timing sequential``, each model's calls in a row as a user's loop makes them (code and
-data stay warm in the CPU's caches, which favours launch-bound modes), or both; the median;
+of each model per round, so a drift of the machine's speed reaches all rows alike; the CPU's
+default) and/or with ``--timing sequential``, each model's calls in a row as a user's loop makes
+them (code and data stay warm in the CPU's caches; on some GPU machines interleaving slowed the
+launch-bound plain modes by up to 1.8x); a GPU run does both by default; the median;
 CUDA events around each call on the GPU, perf_counter on the CPU. Peak memory (GPU): one step
 after warm-up.
 
@@ -173,6 +174,14 @@ def _prepare(config: str, run_mode: str, model, batch, mode: str, device: str, w
 TIMINGS = ("interleaved", "sequential")
 
 
+def default_timings(on_gpu: bool) -> tuple[str, ...]:
+    """Both timings on a GPU, where interleaving was measured to slow the launch-bound plain
+    modes on some machines (plain compiled 5.4 ms interleaved, 3.0 ms in a row: results/
+    gpu_h200_study/speed/): each row set is then there to read. Interleaved on a CPU, whose
+    speed drifts from minute to minute."""
+    return ("sequential", "interleaved") if on_gpu else ("interleaved",)
+
+
 def _time_sequential(entries: list[_Timed], device: str, iters: int) -> None:
     """`iters` calls of each entry in a row, after one untimed call: a user's loop over one
     model, with its code and data warm in the caches (launch-bound modes are faster so)."""
@@ -214,7 +223,7 @@ def reference_model(plain):
 def run_bench(device: str | None = None, shape: str | None = None, batch: int | None = None, seq: int = 128,
               dtype: str | None = None, modes=("eval", "train"), compile_modes=None, warmup: int | None = None, iters: int | None = None,
               with_reference: bool = True, cfg=None, log=None, sizes=None,
-              attention_kernels=("auto",), optical_modes=None, timings=("interleaved",)) -> list[Row]:
+              attention_kernels=("auto",), optical_modes=None, timings=None) -> list[Row]:
     """Time plain vs optical models; see the module docstring. Returns one Row per measurement.
 
     `warmup` and `iters` default to 5 and 20 on a GPU, 2 and 10 on a CPU (a CPU run then takes
@@ -225,7 +234,7 @@ def run_bench(device: str | None = None, shape: str | None = None, batch: int | 
     `compile_modes`: the plain model's modes; `optical_modes` the optical model's (default: the
     same, but only ``cudagraphs`` when a GPU run times that mode).
     `timings`: ``interleaved`` and/or ``sequential`` (see the module docstring); both time the
-    same compiled models, one after the other.
+    same compiled models, one after the other. Default: see ``default_timings``.
     """
     log = log or (lambda line: None)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -236,6 +245,7 @@ def run_bench(device: str | None = None, shape: str | None = None, batch: int | 
     batch = batch or (32 if on_gpu else 8)
     sizes = list(sizes or [(batch, seq)])
     torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype or ("bf16" if on_gpu else "fp32")]
+    timings = tuple(timings or default_timings(on_gpu))
     if compile_modes is None:  # compiling on a CPU takes minutes: opt-in there (--compile)
         compile_modes = list(COMPILE_MODES) if on_gpu else ["eager"]
     if optical_modes is None:
@@ -352,8 +362,9 @@ def add_subcommand(sub) -> None:
     p.add_argument("--cfg", default=None, help="optical config (default: transform_cfg.yaml)")
     p.add_argument("--attention-kernels", nargs="+", choices=["auto", "unfused"], default=["auto"],
                    help="optical attention as the fused kernel where it applies (auto) and/or as composed ops (unfused)")
-    p.add_argument("--timing", nargs="+", choices=TIMINGS, default=["interleaved"],
-                   help="interleaved rounds (robust to a drifting machine) and/or each model's calls in a row")
+    p.add_argument("--timing", nargs="+", choices=TIMINGS, default=None,
+                   help="interleaved rounds (robust to a drifting machine) and/or each model's calls in a row "
+                        "(default: both on a GPU, interleaved on a CPU)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_run)
 
@@ -381,7 +392,7 @@ def _run(args) -> int:
                      compile_modes=["eager"] if args.no_compile else (["eager", "compiled"] if args.compile else args.compile_modes), warmup=args.warmup, iters=args.iters,
                      with_reference=not args.no_reference, cfg=args.cfg, sizes=sizes,
                      attention_kernels=tuple(args.attention_kernels), optical_modes=args.optical_modes,
-                     timings=tuple(dict.fromkeys(args.timing)),
+                     timings=tuple(dict.fromkeys(args.timing)) if args.timing else None,
                      log=lambda line: print(line, file=sys.stderr, flush=True))
     print(json.dumps([asdict(r) for r in rows], indent=2) if args.json else format_rows(rows))
     return 0

@@ -86,3 +86,14 @@ def test_optical_modes_narrow_the_optical_rows(capsys, monkeypatch):
     assert {(r["config"], r["optical_mode"], r["plain_mode"]) for r in rows} == {
         ("optopass", "compiled", "eager"), ("optopass", "compiled", "compiled")}
     assert made == ["eager", "compiled", "compiled"]
+
+
+def test_default_timings_are_both_on_a_gpu_and_interleaved_on_a_cpu(capsys):
+    from optopass.tools.bench import default_timings
+
+    assert default_timings(True) == ("sequential", "interleaved")
+    assert default_timings(False) == ("interleaved",)
+    main(["bench", "--device", "cpu", "--modes", "eval", "--shape", "small", "--batch", "1", "--seq", "8", "--iters", "1",
+          "--warmup", "1", "--no-reference", "--no-compile", "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["timing"] for r in rows} == {"interleaved"}
