@@ -122,8 +122,7 @@ class _OTSite(SiteBase):
         """Output quantization with this call's per-element dither (one kernel in eager code)."""
         counter = self.counter if self.dither else None
         q = quant.site_dither_quantize(y, self.range("out"), self.levels, self.key_base, counter)
-        if self.dither:
-            self.counted()
+        self.counted()
         return quant.ste(y, q)
 
     def draws_dither(self) -> bool:
@@ -257,9 +256,8 @@ class OTAttention(torch.nn.Module):
         vq = quant.quantize_fused(value, pv.range("b"), pv.levels, pv.lut_min).to(value.dtype)
         ranges = torch.stack([qk.range("out"), pv.range("a"), pv.range("out")])
         keys = torch.stack([qk.current_key(), pv.current_key()])
-        for site in (qk, pv):
-            if site.dither:
-                site.counted()
+        qk.counted()
+        pv.counted()
         dither = qk.dither or pv.dither  # one config for both sites of an attention
         return ops.ot_attention(qq, kq, vq, attn_mask, float(scale), ranges, keys, qk.levels, dither)
 

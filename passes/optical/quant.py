@@ -300,4 +300,4 @@ site_dither_quantize = EagerFused(_site_dither_quantize, flat=False)
 """``site_dither_quantize(y, rng, levels, base, counter)``: `y`'s output quantization with the
 dither of key ``key_at(base, counter)`` (rounding when `counter` is None), per element with flat
 index over `y`, as one kernel in eager code; float32. `rng` is (2,) or (2, y.shape[-1]). The
-caller advances the counter."""
+caller counts the call (``SiteBase.counted``)."""

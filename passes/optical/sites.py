@@ -116,14 +116,11 @@ class SiteBase(nn.Module):
         return quant.key_at(self.key_base, self.counter)
 
     def counted(self) -> None:
-        """Count this call, unless a DitherClock counts it after the forward."""
-        if not self.clocked:
-            self.advance()
-
-    def advance(self) -> None:
-        """Count one dithered call (the next call's key is a new one)."""
-        with torch.no_grad():
-            self.counter.add_(1)
+        """Count this call if it drew a dither (the next call's key is then a new one), unless a
+        DitherClock counts it after the forward."""
+        if self.draws_dither() and not self.clocked:
+            with torch.no_grad():
+                self.counter.add_(1)
 
     def set_stats_mode(self, mode: str) -> None:
         self.stats_mode = mode
