@@ -168,7 +168,10 @@ class OTLinear(_OTSite):
         if key is not None and self._w_cache is not None and self._w_cache[0] == key:
             return self._w_cache[1]
         wq = quant.ste(weight, quant.quantize_fused(weight, self.range("w"), self.levels, self.lut_min))
-        self._w_cache = (key, wq) if key is not None else None
+        if key is not None:
+            self._w_cache = (key, wq)
+        elif self._w_cache is not None:  # no assignment when unchanged: torch.compile would replay it every call
+            self._w_cache = None
         return wq
 
 
@@ -255,11 +258,13 @@ class OTAttention(torch.nn.Module):
         kq = quant.quantize_fused(key, qk.range("b"), qk.levels, qk.lut_min).to(key.dtype)
         vq = quant.quantize_fused(value, pv.range("b"), pv.levels, pv.lut_min).to(value.dtype)
         ranges = torch.stack([qk.range("out"), pv.range("a"), pv.range("out")])
-        keys = torch.stack([qk.current_key(), pv.current_key()])
+        dither = qk.dither or pv.dither  # one config for both sites of an attention
+        # the keys (quant.key_at of each site's base and counter) are derived in the kernel
+        out = ops.ot_attention(qq, kq, vq, attn_mask, float(scale), ranges, qk.key_base, pv.key_base,
+                               qk.counter, pv.counter, qk.levels, dither)
         qk.counted()
         pv.counted()
-        dither = qk.dither or pv.dither  # one config for both sites of an attention
-        return ops.ot_attention(qq, kq, vq, attn_mask, float(scale), ranges, keys, qk.levels, dither)
+        return out
 
     def forward(self, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
         scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale

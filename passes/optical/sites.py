@@ -88,7 +88,8 @@ class SiteBase(nn.Module):
             else:
                 new = quant.batch_range(x, self.quantiles, per_channel)
             quant.ema_update(self.range(name), new, self.smooth)
-        self._ready = None
+        if self._ready is not None:  # no assignment when unchanged: torch.compile would replay it every call
+            self._ready = None
 
     def check_ready(self) -> None:
         """Raise if a range was never observed (checked once, then cached on the host)."""

@@ -33,6 +33,28 @@ def test_one_graph_without_breaks():
     assert explained.graph_count == 1 and explained.graph_break_count == 0
 
 
+def test_compiled_calls_replay_no_attribute_writes(monkeypatch):
+    """A site assigns no Python attribute on a calibrated eval call, nor on a training call
+    (observing): torch.compile would replay such an assignment on every call, which cost about
+    as much host time per call as the rest of dynamo's work (results/gpu_h200_study/speed/)."""
+    import torch._dynamo.utils as dynamo_utils
+
+    gm, inputs = _optical(None)
+    writes = []
+    real = dynamo_utils.object_setattr_ignore_descriptor
+    monkeypatch.setattr(dynamo_utils, "object_setattr_ignore_descriptor",
+                        lambda obj, name, value: (isinstance(obj, torch.nn.Module) and writes.append((type(obj).__name__, name)),
+                                                  real(obj, name, value)))
+    for train in (False, True):
+        gm.train(train)
+        compiled = torch.compile(gm, backend="eager")
+        with torch.set_grad_enabled(train):
+            compiled(**inputs)
+            writes.clear()
+            compiled(**inputs)
+        assert writes == [], f"train={train}: {sorted(set(writes))[:5]}"
+
+
 def test_compiled_eval_matches_eager_without_dither():
     """With Inductor's freezing, as ``optopass bench`` compiles eval graphs."""
     gm, inputs = _optical(NO_DITHER, impl="eager")

@@ -15,8 +15,9 @@ program would quantize its whole key and value blocks again (Lq / BLOCK_M times 
 in two-pass mode), which cost more than the scores' own quantization.
 
 The dither u is quant.hash_uniform's: element (b, h, i, j) of s has flat index
-``((b*H + h)*Lq + i)*Lk + j`` and key ``keys[0]``; element (b, h, i, d) of o has
-``((b*H + h)*Lq + i)*Dv + d`` and key ``keys[1]`` (indices mod 2**32). Neither s nor p is
+``((b*H + h)*Lq + i)*Lk + j`` and the Q·Kᵀ site's key; element (b, h, i, d) of o has
+``((b*H + h)*Lq + i)*Dv + d`` and the P·V site's key (indices mod 2**32). A key is
+quant.key_at(base, counter), computed in the kernel from the sites' buffers (no kernel of its own). Neither s nor p is
 written to memory: a program owns one (b, h, block of query rows); when the keys span several
 blocks, pass 1 finds each row's max and sum of exp (online rescaling) and pass 2 recomputes
 the identical scores and accumulates ``Q(p)·vq``; one block of keys takes one pass.
@@ -98,6 +99,15 @@ def _uniform(idx, key):
 
 
 @triton.jit
+def _key(Base, Counter, HAS_COUNTERS: tl.constexpr):
+    """quant.key_at: ``base ^ counter * 0x9E3779B9`` over uint32 (the base alone without counters)."""
+    key = tl.load(Base).to(tl.uint32)
+    if HAS_COUNTERS:
+        key = key ^ (tl.load(Counter).to(tl.uint32) * 0x9E3779B9)
+    return key
+
+
+@triton.jit
 def _as(x, dtype: tl.constexpr):
     """`x` rounded to `dtype`, back in float32."""
     return x.to(dtype).to(tl.float32)
@@ -156,7 +166,7 @@ def _pv(
 
 @triton.jit
 def _ot_attention_fwd_kernel(
-    Q, K, V, Out, Mask, Ranges, Keys,
+    Q, K, V, Out, Mask, Ranges, KeyQK, KeyPV, CounterQK, CounterPV,
     stride_qb, stride_qh, stride_qm, stride_qd,
     stride_kb, stride_kh, stride_kn, stride_kd,
     stride_vb, stride_vh, stride_vn, stride_vd,
@@ -165,12 +175,12 @@ def _ot_attention_fwd_kernel(
     H, Lq, Lk, D, DV, scale, levels,
     HAS_MASK: tl.constexpr, MASK_IS_BOOL: tl.constexpr,
     ROUND_MASKED: tl.constexpr, DITHER: tl.constexpr, SINGLE_PASS: tl.constexpr, MASK_ROW: tl.constexpr,
-    PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    HAS_COUNTERS: tl.constexpr, PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
 ):
     """One program: query rows [pid_m*BLOCK_M, +BLOCK_M) of head (b, h); Q, K, V hold the
-    quantized operands; ranges are the rows of `Ranges` (3, 2) [qo, pa, po], keys `Keys` (2,)
-    [qk, pv]."""
+    quantized operands; ranges are the rows of `Ranges` (3, 2) [qo, pa, po]; the dither keys come
+    from the 0-d key bases and call counters of the two sites."""
     n_m = (Lq + BLOCK_M - 1) // BLOCK_M
     pid = tl.program_id(0)
     pid_bh = pid // n_m
@@ -187,8 +197,8 @@ def _ot_attention_fwd_kernel(
     qo_lo, qo_hi = tl.load(Ranges + 0), tl.load(Ranges + 1)
     pa_lo, pa_hi = tl.load(Ranges + 2), tl.load(Ranges + 3)
     po_lo, po_hi = tl.load(Ranges + 4), tl.load(Ranges + 5)
-    key_qk = tl.load(Keys).to(tl.uint32)
-    key_pv = tl.load(Keys + 1).to(tl.uint32)
+    key_qk = _key(KeyQK, CounterQK, HAS_COUNTERS)
+    key_pv = _key(KeyPV, CounterPV, HAS_COUNTERS)
     steps = (levels - 1).to(tl.float32)
     dt = Q.dtype.element_ty
 
@@ -267,7 +277,7 @@ _tuned_kernel = triton.autotune(configs=_TUNING, key=["Lq", "Lk", "D", "DV", "HA
 
 def ot_attention_fwd(
     qq: Tensor, kq: Tensor, vq: Tensor, mask: Tensor | None, scale: float, ranges: Tensor, keys: Tensor,
-    levels: int, dither: bool, *,
+    levels: int, dither: bool, *, counters: tuple[Tensor, Tensor] | None = None,
     block_m: int | None = None, block_n: int | None = None, num_warps: int | None = None,
     num_stages: int | None = None,
 ) -> Tensor:
@@ -280,7 +290,10 @@ def ot_attention_fwd(
         scale: factor of the scores.
         ranges: (3, 2) float32 [lo, hi] of qo (Q·Kᵀ's output), pa (the probabilities) and po
             (P·V's output), on the device.
-        keys: (2,) int64 dither keys [qk, pv] in [0, 2**32), on the device.
+        keys: the dither key bases [qk, pv] (int64 in [0, 2**32), on the device): a (2,) tensor
+            or two 0-d tensors.
+        counters: None (the keys are used as given), or the two sites' 0-d int64 call
+            counters: each key is then ``quant.key_at(base, counter)``, computed in the kernel.
         levels: quantization levels (>= 2).
         dither: stochastic rounding of both matmul outputs; False rounds.
         block_m, block_n, num_warps, num_stages: override the heuristic (tests).
@@ -309,11 +322,14 @@ def ot_attention_fwd(
     if has_mask:
         mask = mask.expand(B, H, Lq, Lk)
     precision = "tf32" if not fp32 or torch.backends.cuda.matmul.allow_tf32 else "ieee"  # as torch.matmul
-    args = (q, k, v, out, mask if has_mask else q, ranges.float().contiguous(), keys,
+    key_qk, key_pv = keys[0], keys[1]
+    counter_qk, counter_pv = counters if counters is not None else (key_qk, key_pv)  # unread then
+    args = (q, k, v, out, mask if has_mask else q, ranges.float().contiguous(), key_qk, key_pv, counter_qk, counter_pv,
             *q.stride(), *k.stride(), *v.stride(), *out.stride(), *(mask.stride() if has_mask else (0, 0, 0, 0)),
             H, Lq, Lk, D, DV, float(scale), int(levels))
     flags = dict(HAS_MASK=has_mask, MASK_IS_BOOL=mask_is_bool,
                  ROUND_MASKED=round_masked, DITHER=bool(dither), MASK_ROW=has_mask and mask.stride(2) == 0,
+                 HAS_COUNTERS=counters is not None,
                  PRECISION=precision, BLOCK_D=_pow2(D), BLOCK_DV=_pow2(DV), enable_fp_fusion=False)
     overridden = any(o is not None for o in (block_m, block_n, num_warps, num_stages))
     tune = q.is_cuda and not fp32 and max(D, DV) <= 64 and not overridden

@@ -11,11 +11,15 @@ from .attention import ot_attention_fwd
 
 @torch.library.custom_op("optopass::ot_attention", mutates_args=())
 def ot_attention(qq: Tensor, kq: Tensor, vq: Tensor, mask: Tensor | None, scale: float, ranges: Tensor,
-                 keys: Tensor, levels: int, dither: bool) -> Tensor:
-    """Optical attention forward (eval) on quantized operands: see kernels/attention.py."""
-    return ot_attention_fwd(qq, kq, vq, mask, scale, ranges, keys, levels, dither)
+                 key_qk: Tensor, key_pv: Tensor, counter_qk: Tensor, counter_pv: Tensor, levels: int,
+                 dither: bool) -> Tensor:
+    """Optical attention forward (eval) on quantized operands: see kernels/attention.py. The two
+    sites' key bases and call counters are passed as they are (0-d buffers): the kernel derives
+    the dither keys, so no kernel is spent on them."""
+    return ot_attention_fwd(qq, kq, vq, mask, scale, ranges, (key_qk, key_pv), levels, dither,
+                            counters=(counter_qk, counter_pv))
 
 
 @ot_attention.register_fake
-def _(qq, kq, vq, mask, scale, ranges, keys, levels, dither):
+def _(qq, kq, vq, mask, scale, ranges, key_qk, key_pv, counter_qk, counter_pv, levels, dither):
     return qq.new_empty((*qq.shape[:-1], vq.shape[-1]))

@@ -152,21 +152,36 @@ def test_kernel_matches_ot_attention_eval(dtype):
         for name, r in zip(("a", "b", "out"), rows):
             site.range(name).copy_(r)
     keys = torch.stack([quant.stream_key(s.seed, s.site_id, s.counter) for s in (attn.qk, attn.pv)])
-    # cuBLAS may sum fp16 products in fp16; the kernel sums in fp32, as the CPU does
-    fp16_cuda = dtype == torch.float16 and DEVICE == "cuda"
-    reduced = torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction
-    torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = not fp16_cuda and reduced
-    try:
-        with torch.no_grad():
-            want = attn(q, k, v, attn_mask=mask)
-    finally:
-        torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = reduced
+    # the composed ops on the CPU, which sums fp16 products in fp32 as the kernel does (cuBLAS
+    # may sum them in fp16, or split the sum: a score then rounds one level away). The dither
+    # stream is the same on every device.
+    with torch.no_grad():
+        want = attn.cpu()(q.cpu(), k.cpu(), v.cpu(), attn_mask=mask.cpu())
     out = fused(q, k, v, mask, D ** -0.5, ranges, keys, 256, attn.qk.lut_min, dither, block_m=32, block_n=64)
     assert out.dtype == dtype
-    # fp16 on CUDA: cuBLAS and the kernel's tensor-core dot sum in other orders, so a score
-    # rounded to fp16 can land one level away; through that row's softmax an output element can
-    # then move by two steps (2.04 measured on the H200), not one
+    # fp16 on CUDA: tensor cores sum in another order than the CPU, so a score rounded to fp16
+    # can land one level away; through that row's softmax an output element can then move by two
+    # steps, not one
+    fp16_cuda = dtype == torch.float16 and DEVICE == "cuda"
     assert_matches(out, want.double(), ranges, 256, max_steps=3.0 if fp16_cuda else 1.01)
+
+
+def test_keys_from_bases_and_counters_are_quant_key_at():
+    """Given the sites' key bases and call counters, the kernel draws with quant.key_at's keys."""
+    B, H, Lq, Lk, D = 1, 2, 24, 40, 16
+    q, k, v = make_inputs(B, H, Lq, Lk, D, "bhld")
+    bases = [torch.tensor(b, device=DEVICE) for b in (0x9E3779B9 ^ 12345, 4000000000)]
+    counters = [torch.tensor(c, device=DEVICE) for c in (3, 2**33 + 7)]  # keys use the low 32 bits
+    keys = torch.stack([quant.key_at(b, c) for b, c in zip(bases, counters)])
+    ranges = data_ranges(q, k, v, None, D ** -0.5, keys, 256, LUT, True)
+    want, _, _ = reference(q, k, v, None, D ** -0.5, ranges, keys, 256, LUT, True)
+    qq = quant.quantize(q, ranges[0], 256)
+    kq = quant.quantize(k, ranges[1], 256, LUT)
+    vq = quant.quantize(v, ranges[4], 256, LUT)
+    out = ot_attention_fwd(qq, kq, vq, None, D ** -0.5, ranges[[2, 3, 5]], bases, 256, True, counters=counters)
+    assert_matches(out, want, ranges, 256)
+    stale = ot_attention_fwd(qq, kq, vq, None, D ** -0.5, ranges[[2, 3, 5]], bases, 256, True)
+    assert not torch.equal(out, stale)  # the counters did change the draw
 
 
 def test_two_pass_probabilities_sum_to_one():

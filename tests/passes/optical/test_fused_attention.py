@@ -105,5 +105,5 @@ def test_fake_kernel_gives_the_output_shape_for_any_batch_shape():
 
     with FakeTensorMode():
         q, k, v = torch.empty(5, 3, 7, 16), torch.empty(5, 3, 9, 16), torch.empty(5, 3, 9, 24)
-        out = ops.ot_attention(q, k, v, None, 0.25, torch.empty(3, 2), torch.empty(2, dtype=torch.int64), 256, True)
+        out = ops.ot_attention(q, k, v, None, 0.25, torch.empty(3, 2), *torch.zeros(4, dtype=torch.int64), 256, True)
     assert out.shape == (5, 3, 7, 24)
