@@ -13,6 +13,7 @@ from .base import run_passes
 from .capture import OpticalGraphModule, capture
 from .cleanup import drop_capture_asserts
 from .optical.clock import add_dither_clock
+from .optical.fold import fold_attention_output_quant
 from .optical.rewrite import optical_rewrite
 from .train_mode import make_mode_aware
 
@@ -40,6 +41,7 @@ def apply_optical_pass(model: nn.Module, config: OpticalConfig | dict | str | No
         [
             ("drop_capture_asserts", drop_capture_asserts),
             ("optical_rewrite", partial(optical_rewrite, config=config)),
+            ("fold_attention_output_quant", fold_attention_output_quant),
             ("add_dither_clock", add_dither_clock),
             ("make_mode_aware", make_mode_aware),
         ],

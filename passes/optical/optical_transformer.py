@@ -146,6 +146,9 @@ class OTLinear(_OTSite):
             raise ValueError("per-channel output ranges need out_features")
         self.add_range("out", channels=out_features if per_channel else None)
         self._w_cache: tuple | None = None
+        # True (passes/optical/fold.py): the attention before this linear quantizes its output to
+        # this site's input range, unless this site observes; the linear then takes it as it is
+        self.input_quantized = False
 
     def forward(self, x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         if not self.enabled:
@@ -154,7 +157,10 @@ class OTLinear(_OTSite):
         if observing:
             self.observe("x", x)
             self.observe("w", weight, self.lut_min)
-        xq = quant.ste(x, quant.quantize_fused(x, self.range("x"), self.levels))
+        if self.input_quantized and not observing:
+            xq = x  # quantized to this site's input range by the attention that produced it
+        else:
+            xq = quant.ste(x, quant.quantize_fused(x, self.range("x"), self.levels))
         y = F.linear(xq, self._weight_q(weight, observing))
         if observing:
             self.observe("out", y)
@@ -223,6 +229,20 @@ class OTAttention(torch.nn.Module):
         self.qk = OTMatmul(params, f"{name}.qk", site_id)
         self.pv = OTMatmul(params, f"{name}.pv", site_id + 1, a_init=(0.0, 1.0))
         self.kernel = "auto"
+        object.__setattr__(self, "_out_site", None)  # passes/optical/fold.py; not a submodule
+
+    @property
+    def out_site(self) -> "OTLinear | None":
+        """The linear that takes this attention's output (through layout ops only) and whose input
+        quantization this attention then applies (passes/optical/fold.py), or None."""
+        return self._out_site
+
+    def quantizes_output(self) -> bool:
+        """Whether this call quantizes its output to the input range of `out_site` (the elementwise
+        quantization commutes with the layout ops between them): in the fused kernel that is its
+        epilogue, instead of a pass over memory of its own."""
+        site = self._out_site
+        return site is not None and site.enabled and site.input_quantized and not site.observing()
 
     @property
     def kernel(self) -> str:
@@ -245,6 +265,8 @@ class OTAttention(torch.nn.Module):
             return False
         if query.dim() != 4 or not query.dtype == key.dtype == value.dtype or self.qk.levels > MAX_LEVELS:
             return False
+        if self.quantizes_output() and self._out_site.levels > MAX_LEVELS:
+            return False
         return attn_mask is None or attn_mask.dtype == torch.bool or attn_mask.is_floating_point()
 
     def _fused(self, query, key, value, attn_mask, scale):
@@ -257,11 +279,16 @@ class OTAttention(torch.nn.Module):
         qq = quant.quantize_fused(query, qk.range("a"), qk.levels).to(query.dtype)
         kq = quant.quantize_fused(key, qk.range("b"), qk.levels, qk.lut_min).to(key.dtype)
         vq = quant.quantize_fused(value, pv.range("b"), pv.levels, pv.lut_min).to(value.dtype)
-        ranges = torch.stack([qk.range("out"), pv.range("a"), pv.range("out")])
+        rows = [qk.range("out"), pv.range("a"), pv.range("out")]
+        out_levels = 0
+        if self.quantizes_output():
+            self._out_site.check_ready()
+            rows.append(self._out_site.range("x"))
+            out_levels = self._out_site.levels
         dither = qk.dither or pv.dither  # one config for both sites of an attention
         # the keys (quant.key_at of each site's base and counter) are derived in the kernel
-        out = ops.ot_attention(qq, kq, vq, attn_mask, float(scale), ranges, qk.key_base, pv.key_base,
-                               qk.counter, pv.counter, qk.levels, dither)
+        out = ops.ot_attention(qq, kq, vq, attn_mask, float(scale), torch.stack(rows), qk.key_base, pv.key_base,
+                               qk.counter, pv.counter, qk.levels, dither, out_levels)
         qk.counted()
         pv.counted()
         return out
@@ -286,7 +313,12 @@ class OTAttention(torch.nn.Module):
         probs = torch.softmax(scores.float(), dim=-1).to(query.dtype)
         if self.training and dropout_p > 0:
             probs = F.dropout(probs, dropout_p)
-        return self.pv(probs, value)
+        out = self.pv(probs, value)
+        if self.quantizes_output():
+            site = self._out_site
+            site.check_ready()
+            out = quant.ste(out, quant.quantize_fused(out, site.range("x"), site.levels))
+        return out
 
 
 @register_site(TECHNOLOGY, "linear")

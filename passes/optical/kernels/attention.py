@@ -172,15 +172,16 @@ def _ot_attention_fwd_kernel(
     stride_vb, stride_vh, stride_vn, stride_vd,
     stride_ob, stride_oh, stride_om, stride_od,
     stride_mb, stride_mh, stride_mm, stride_mn,
-    H, Lq, Lk, D, DV, scale, levels,
+    H, Lq, Lk, D, DV, scale, levels, out_levels,
     HAS_MASK: tl.constexpr, MASK_IS_BOOL: tl.constexpr,
     ROUND_MASKED: tl.constexpr, DITHER: tl.constexpr, SINGLE_PASS: tl.constexpr, MASK_ROW: tl.constexpr,
-    HAS_COUNTERS: tl.constexpr, PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    HAS_COUNTERS: tl.constexpr, OUT_QUANT: tl.constexpr, PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
 ):
     """One program: query rows [pid_m*BLOCK_M, +BLOCK_M) of head (b, h); Q, K, V hold the
-    quantized operands; ranges are the rows of `Ranges` (3, 2) [qo, pa, po]; the dither keys come
-    from the 0-d key bases and call counters of the two sites."""
+    quantized operands; ranges are the rows of `Ranges` (3, 2) [qo, pa, po], and with OUT_QUANT a
+    fourth row, the range the output is then quantized to (`out_levels` levels); the dither keys
+    come from the 0-d key bases and call counters of the two sites."""
     n_m = (Lq + BLOCK_M - 1) // BLOCK_M
     pid = tl.program_id(0)
     pid_bh = pid // n_m
@@ -235,6 +236,8 @@ def _ot_attention_fwd_kernel(
     offs_dv = tl.arange(0, BLOCK_DV)
     idx = rows[:, None] * DV + offs_dv[None, :].to(tl.uint32)
     o = _dither_quantize(_as(acc, dt), po_lo, po_hi, steps, idx, key_pv, DITHER)
+    if OUT_QUANT:  # the next linear's input quantization (passes/optical/fold.py), on o in the input dtype
+        o = _quantize(_as(o, dt), tl.load(Ranges + 6), tl.load(Ranges + 7), (out_levels - 1).to(tl.float32))
     in_o = (offs_m[:, None] < Lq) & (offs_dv[None, :] < DV)
     tl.store(Out + offs_m[:, None] * stride_om + offs_dv[None, :] * stride_od, o.to(dt), mask=in_o)
 
@@ -277,7 +280,7 @@ _tuned_kernel = triton.autotune(configs=_TUNING, key=["Lq", "Lk", "D", "DV", "HA
 
 def ot_attention_fwd(
     qq: Tensor, kq: Tensor, vq: Tensor, mask: Tensor | None, scale: float, ranges: Tensor, keys: Tensor,
-    levels: int, dither: bool, *, counters: tuple[Tensor, Tensor] | None = None,
+    levels: int, dither: bool, *, counters: tuple[Tensor, Tensor] | None = None, out_levels: int = 0,
     block_m: int | None = None, block_n: int | None = None, num_warps: int | None = None,
     num_stages: int | None = None,
 ) -> Tensor:
@@ -289,12 +292,15 @@ def ot_attention_fwd(
         mask: None, additive float or bool (False -> -inf), broadcastable to (B, H, Lq, Lk).
         scale: factor of the scores.
         ranges: (3, 2) float32 [lo, hi] of qo (Q·Kᵀ's output), pa (the probabilities) and po
-            (P·V's output), on the device.
+            (P·V's output), on the device; (4, 2) with `out_levels`.
         keys: the dither key bases [qk, pv] (int64 in [0, 2**32), on the device): a (2,) tensor
             or two 0-d tensors.
         counters: None (the keys are used as given), or the two sites' 0-d int64 call
             counters: each key is then ``quant.key_at(base, counter)``, computed in the kernel.
         levels: quantization levels (>= 2).
+        out_levels: 0, or the levels of a last quantization of the output (quant.quantize, in
+            the input dtype) over ``ranges[3]``: the input quantization of the linear that takes
+            the attention's output (passes/optical/fold.py).
         dither: stochastic rounding of both matmul outputs; False rounds.
         block_m, block_n, num_warps, num_stages: override the heuristic (tests).
 
@@ -310,10 +316,11 @@ def ot_attention_fwd(
         raise ValueError(f"q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
     if max(D, DV) > 256:
         raise ValueError(f"head dims up to 256 are supported, got {D} and {DV}")
-    if ranges.shape != (3, 2):
-        raise ValueError(f"ranges must be (3, 2) [qo, pa, po], got {tuple(ranges.shape)}")
-    if not 2 <= levels <= MAX_LEVELS:
-        raise ValueError(f"levels must be in [2, {MAX_LEVELS}] for the kernel's rounding, got {levels}")
+    if ranges.shape != ((4, 2) if out_levels else (3, 2)):
+        raise ValueError(f"ranges must be (3, 2) [qo, pa, po], or (4, 2) with out_levels, got {tuple(ranges.shape)}")
+    for name, n in (("levels", levels), ("out_levels", out_levels or 2)):
+        if not 2 <= n <= MAX_LEVELS:
+            raise ValueError(f"{name} must be in [2, {MAX_LEVELS}] for the kernel's rounding, got {n}")
     fp32 = q.dtype == torch.float32
     out = torch.empty((B, H, Lq, DV), dtype=q.dtype, device=q.device)
     has_mask = mask is not None
@@ -326,10 +333,10 @@ def ot_attention_fwd(
     counter_qk, counter_pv = counters if counters is not None else (key_qk, key_pv)  # unread then
     args = (q, k, v, out, mask if has_mask else q, ranges.float().contiguous(), key_qk, key_pv, counter_qk, counter_pv,
             *q.stride(), *k.stride(), *v.stride(), *out.stride(), *(mask.stride() if has_mask else (0, 0, 0, 0)),
-            H, Lq, Lk, D, DV, float(scale), int(levels))
+            H, Lq, Lk, D, DV, float(scale), int(levels), int(out_levels))
     flags = dict(HAS_MASK=has_mask, MASK_IS_BOOL=mask_is_bool,
                  ROUND_MASKED=round_masked, DITHER=bool(dither), MASK_ROW=has_mask and mask.stride(2) == 0,
-                 HAS_COUNTERS=counters is not None,
+                 HAS_COUNTERS=counters is not None, OUT_QUANT=bool(out_levels),
                  PRECISION=precision, BLOCK_D=_pow2(D), BLOCK_DV=_pow2(DV), enable_fp_fusion=False)
     overridden = any(o is not None for o in (block_m, block_n, num_warps, num_stages))
     tune = q.is_cuda and not fp32 and max(D, DV) <= 64 and not overridden
