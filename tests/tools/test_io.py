@@ -40,12 +40,16 @@ def test_round_trip_gives_identical_outputs_call_for_call(transformed, make_inpu
     if dither:
         assert all(int(s.counter) > 0 for s in original_sites.values())  # calibration drew noise
     inputs = [make_inputs(3, 10, seed=20), make_inputs(1, 4, seed=21), make_inputs(3, 10, seed=20)]
+    # every optical site's output is bitwise the same; the plain CPU ops of two model instances
+    # (the head's linears) may differ in the last bit (2e-9 on logits of 0.02), a draw out of step
+    # by 1e-6 to 1e-5 on these tiny random models
+    atol = 1e-8
     with torch.no_grad():
         for batch in inputs:
-            assert torch.equal(loaded(**batch).logits, gm(**batch).logits)
+            torch.testing.assert_close(loaded(**batch).logits, gm(**batch).logits, rtol=0, atol=atol)
     if dither:  # the stream moved on: the same batch again gives another draw, on both alike
         with torch.no_grad():
-            assert not torch.equal(gm(**inputs[0]).logits, gm(**inputs[0]).logits)
+            assert (gm(**inputs[0]).logits - gm(**inputs[0]).logits).abs().max() > 100 * atol
 
 
 def test_saved_metadata(transformed, tmp_path):

@@ -35,7 +35,19 @@ def _pair(cfg, arch="roberta"):
     return models, inputs
 
 
-@pytest.mark.parametrize("arch", ["roberta", "bert", "distilbert"])
+@pytest.fixture(scope="module")
+def pair():
+    """Folded and unfolded, without dither (the tests that train it come last)."""
+    return _pair(NO_DITHER)
+
+
+@pytest.fixture(scope="module")
+def dithered_pair():
+    """Folded and unfolded, with dither: both draw alike as long as both are called alike."""
+    return _pair(None)
+
+
+@pytest.mark.parametrize("arch", ["roberta", "distilbert"])
 def test_each_attention_folds_into_its_output_linear(arch):
     gm = optopass.apply_optical_pass(tiny_hf_model(arch, "sdpa"), None)
     attentions = {name: m for name, m in gm.named_modules() if isinstance(m, OTAttention)}
@@ -48,9 +60,9 @@ def test_each_attention_folds_into_its_output_linear(arch):
     assert len(folded) == len(attentions)  # the Q/K/V, FFN and head linears keep their quantization
 
 
-def test_calibrated_ranges_are_those_of_the_unfolded_model():
+def test_calibrated_ranges_are_those_of_the_unfolded_model(pair):
     """While calibrating, the linear observes the raw attention output (neither folds)."""
-    (folded, unfolded), _ = _pair(NO_DITHER)
+    (folded, unfolded), _ = pair
     a, b = dict(optical_sites(folded)), dict(optical_sites(unfolded))
     for name, site in a.items():
         for r in site.range_names:
@@ -58,8 +70,8 @@ def test_calibrated_ranges_are_those_of_the_unfolded_model():
 
 
 @pytest.mark.parametrize("kernel", ["unfused", "fused"])
-def test_folded_eval_gives_the_unfolded_numbers(kernel):
-    (folded, unfolded), inputs = _pair(None)
+def test_folded_eval_gives_the_unfolded_numbers(kernel, dithered_pair):
+    (folded, unfolded), inputs = dithered_pair
     for gm in (folded, unfolded):
         for m in gm.modules():
             if isinstance(m, OTAttention):
@@ -74,9 +86,9 @@ def test_folded_eval_gives_the_unfolded_numbers(kernel):
         assert torch.isclose(got, want, rtol=1e-5, atol=1e-5).float().mean() >= 0.9
 
 
-def test_folded_training_step_gives_the_unfolded_gradients():
+def test_folded_training_step_gives_the_unfolded_gradients(pair):
     """Frozen ranges in training: the fold applies, and the straight-through gradients agree."""
-    (folded, unfolded), inputs = _pair(NO_DITHER)
+    (folded, unfolded), inputs = pair
     grads = []
     for gm in (folded, unfolded):
         gm.train()
