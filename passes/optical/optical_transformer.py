@@ -168,16 +168,19 @@ class OTLinear(_OTSite):
         return y if bias is None else y + bias
 
     def _weight_q(self, weight: Tensor, observing: bool) -> Tensor:
-        """Quantized weight; cached in eval, where neither weight nor range changes."""
-        cacheable = not (observing or torch.is_grad_enabled() or torch.compiler.is_compiling())
+        """Quantized weight; cached in eager eval, where neither weight nor range changes.
+
+        Under torch.compile the cache is neither read nor written: a write would be replayed
+        after every call, and a read would guard the graph on the cache's contents (an eager
+        call before compiling fills it, the compiled call empties it: one more compile)."""
+        if torch.compiler.is_compiling():
+            return quant.ste(weight, quant.quantize_fused(weight, self.range("w"), self.levels, self.lut_min))
+        cacheable = not (observing or torch.is_grad_enabled())
         key = (weight.data_ptr(), weight._version, self.w_range._version, weight.dtype) if cacheable else None
         if key is not None and self._w_cache is not None and self._w_cache[0] == key:
             return self._w_cache[1]
         wq = quant.ste(weight, quant.quantize_fused(weight, self.range("w"), self.levels, self.lut_min))
-        if key is not None:
-            self._w_cache = (key, wq)
-        elif self._w_cache is not None:  # no assignment when unchanged: torch.compile would replay it every call
-            self._w_cache = None
+        self._w_cache = (key, wq) if key is not None else None
         return wq
 
 

@@ -88,8 +88,8 @@ class SiteBase(nn.Module):
             else:
                 new = quant.batch_range(x, self.quantiles, per_channel)
             quant.ema_update(self.range(name), new, self.smooth)
-        if self._ready is not None:  # no assignment when unchanged: torch.compile would replay it every call
-            self._ready = None
+        # `_ready` stays: an observed range is no longer NaN, so a passed check_ready still holds
+        # (and under torch.compile, writing it would be replayed after every call)
 
     def check_ready(self) -> None:
         """Raise if a range was never observed (checked once, then cached on the host)."""
