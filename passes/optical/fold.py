@@ -26,7 +26,7 @@ def _consumer_linear(gm: torch.fx.GraphModule, node: torch.fx.Node) -> OTLinear 
     """The optical linear that takes `node`'s value as its input `x` through a chain of layout
     ops, each the only user of the one before, or None."""
     while len(node.users) == 1:
-        user = next(iter(user for user in node.users))
+        user = next(iter(node.users))
         if user.op == "call_function" and user.target in _LAYOUT_OPS and user.args[0] is node:
             node = user
             continue

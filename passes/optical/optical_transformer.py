@@ -247,6 +247,13 @@ class OTAttention(torch.nn.Module):
         site = self._out_site
         return site is not None and site.enabled and site.input_quantized and not site.observing()
 
+    def _out_quant_site(self) -> "OTLinear | None":
+        """`out_site` when this call quantizes its output (its ranges checked), else None."""
+        if not self.quantizes_output():
+            return None
+        self._out_site.check_ready()
+        return self._out_site
+
     @property
     def kernel(self) -> str:
         return self._kernel
@@ -284,10 +291,9 @@ class OTAttention(torch.nn.Module):
         vq = quant.quantize_fused(value, pv.range("b"), pv.levels, pv.lut_min).to(value.dtype)
         rows = [qk.range("out"), pv.range("a"), pv.range("out")]
         out_levels = 0
-        if self.quantizes_output():
-            self._out_site.check_ready()
-            rows.append(self._out_site.range("x"))
-            out_levels = self._out_site.levels
+        if (site := self._out_quant_site()) is not None:
+            rows.append(site.range("x"))
+            out_levels = site.levels
         dither = qk.dither or pv.dither  # one config for both sites of an attention
         # the keys (quant.key_at of each site's base and counter) are derived in the kernel
         out = ops.ot_attention(qq, kq, vq, attn_mask, float(scale), torch.stack(rows), qk.key_base, pv.key_base,
@@ -317,9 +323,7 @@ class OTAttention(torch.nn.Module):
         if self.training and dropout_p > 0:
             probs = F.dropout(probs, dropout_p)
         out = self.pv(probs, value)
-        if self.quantizes_output():
-            site = self._out_site
-            site.check_ready()
+        if (site := self._out_quant_site()) is not None:
             out = quant.ste(out, quant.quantize_fused(out, site.range("x"), site.levels))
         return out
 

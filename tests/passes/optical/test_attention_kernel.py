@@ -74,6 +74,13 @@ def fused(q, k, v, mask, scale, ranges, keys, levels, lut_min, dither, **launch)
     return ot_attention_fwd(qq, kq, vq, mask, scale, ranges[[2, 3, 5]], keys, levels, dither, **launch)
 
 
+def set_ranges(attn, ranges):
+    """Give an OTAttention's two sites the rows of `ranges` (6, 2) as in reference()."""
+    for site, rows in ((attn.qk, ranges[:3]), (attn.pv, ranges[3:])):
+        for name, r in zip(("a", "b", "out"), rows):
+            site.range(name).copy_(r)
+
+
 def make_inputs(B, H, Lq, Lk, D, layout, seed=0):
     """q, k, v in (B, H, L, D); layout 'blhd' makes them non-contiguous views, as HF does."""
     g = torch.Generator().manual_seed(seed)
@@ -148,9 +155,7 @@ def test_kernel_matches_ot_attention_eval(dtype):
     attn = OTAttention(OpticalTransformerParams(q_dither=dither, q_init_seed=3), "attn", 4).to(DEVICE).eval()
     attn.kernel = "unfused"  # the composed ops, even on CUDA
     ranges = data_ranges(q, k, v, mask, D ** -0.5, torch.tensor([0, 0]), 256, LUT, False)
-    for site, rows in ((attn.qk, ranges[:3]), (attn.pv, ranges[3:])):
-        for name, r in zip(("a", "b", "out"), rows):
-            site.range(name).copy_(r)
+    set_ranges(attn, ranges)
     keys = torch.stack([quant.stream_key(s.seed, s.site_id, s.counter) for s in (attn.qk, attn.pv)])
     # the composed ops on the CPU, which sums fp16 products in fp32 as the kernel does (cuBLAS
     # may sum them in fp16, or split the sum: a score then rounds one level away). The dither

@@ -109,7 +109,7 @@ def test_a_folded_attention_returns_its_output_quantized_to_the_linear_input_ran
     unlinked output over the linear's input range (the fused kernel: in its epilogue)."""
     from optopass.passes.optical import quant
     from optopass.passes.optical.optical_transformer import OpticalTransformerParams
-    from tests.passes.optical.test_attention_kernel import LUT, data_ranges, make_inputs, make_mask
+    from tests.passes.optical.test_attention_kernel import LUT, data_ranges, make_inputs, make_mask, set_ranges
 
     B, H, Lq, Lk, D = 2, 2, 24, 40, 16
     q, k, v = make_inputs(B, H, Lq, Lk, D, "blhd")
@@ -118,9 +118,7 @@ def test_a_folded_attention_returns_its_output_quantized_to_the_linear_input_ran
     attn = OTAttention(params, "attn", 4).to(DEVICE).eval()
     attn.kernel = kernel
     ranges = data_ranges(q, k, v, mask, D ** -0.5, torch.tensor([0, 0]), 256, LUT, False)
-    for site, rows in ((attn.qk, ranges[:3]), (attn.pv, ranges[3:])):
-        for name, r in zip(("a", "b", "out"), rows):
-            site.range(name).copy_(r)
+    set_ranges(attn, ranges)
     linear = OTLinear(OpticalTransformerParams(q_levels=16), "dense", 9).to(DEVICE).eval()
     linear.range("x").copy_(0.6 * ranges[5])  # coarse and inside the output's range: the clamp acts
     for name in ("w", "out"):
