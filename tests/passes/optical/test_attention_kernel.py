@@ -126,6 +126,11 @@ CASES = {  # name: (B, H, Lq, Lk, D, layout, mask, levels, lut_min, dither, bloc
     "bool-mask-16-levels": (2, 2, 40, 40, 16, "blhd", "bool", 16, None, True, {"block_m": 16, "block_n": 16}),
     "two-pass": (2, 2, 40, 150, 24, "blhd", "float", 256, LUT, True, {"block_m": 32, "block_n": 64}),
     "one-pass-256-keys": (2, 2, 24, 150, 16, "blhd", "float", 256, LUT, True, {"block_m": 16, "block_n": 256}),
+    # key blocks that tile the keys exactly (the kernel then drops its bounds selects). With
+    # D = 16 the one-pass draw has one output two steps from float64, with and without that
+    # change: a score on a level boundary in float32 moves its row's softmax
+    "even-one-pass": (2, 2, 40, 64, 24, "bhld", "float", 256, LUT, True, {"block_m": 16, "block_n": 64}),
+    "even-two-pass": (2, 2, 24, 128, 16, "blhd", "bool", 256, LUT, True, {"block_m": 16, "block_n": 32}),
 }
 
 
@@ -201,6 +206,19 @@ def test_two_pass_probabilities_sum_to_one():
     assert (out - 1).abs().max() < 3e-3
 
 
+@pytest.mark.parametrize("Lk, one_pass, two_pass", [(40, {64, 128}, set()), (128, {128}, set()),
+                                                    (300, {512}, {32, 64}), (512, {512}, {32, 64}), (600, set(), {32, 64})])
+def test_autotuner_tries_one_pass_up_to_512_keys(Lk, one_pass, two_pass):
+    """The tilings the autotuner times: one pass up to 128 keys; up to 512 one pass (a block of
+    Lk rounded up to a power of two) or two passes; beyond, two passes."""
+    from optopass.passes.optical.kernels import attention
+
+    kept = attention._prune(attention._TUNING, {"Lk": Lk})
+    widths = {c.kwargs["BLOCK_N"] for c in kept}
+    assert {n for n in widths if n >= Lk} == one_pass
+    assert {n for n in widths if n < Lk} == two_pass
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="compiled on CUDA")
 def test_cpu_runs_use_the_interpreter():
     assert triton.knobs.runtime.interpret, "TRITON_INTERPRET must be set before triton is imported (conftest)"
@@ -210,7 +228,7 @@ def test_cpu_runs_use_the_interpreter():
 @pytest.mark.parametrize("Lk", [128, 300, 512])
 def test_autotuned_launch_matches_a_fixed_tiling(Lk):
     """fp16, head dim 64, no block override: whatever tile shape Triton's autotuner picked (one
-    pass at 128 keys, two beyond) gives the numbers of a fixed tiling (tested above against
+    pass at 128 keys, one or two at 300 and 512) gives the numbers of a fixed tiling (tested above against
     float64), up to the float32 summation order."""
     B, H, Lq, D = 2, 3, Lk, 64
     q, k, v = (x.half() for x in make_inputs(B, H, Lq, Lk, D, "blhd"))
