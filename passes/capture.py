@@ -95,6 +95,13 @@ class OpticalGraphModule(torch.fx.GraphModule):
                 copied.__dict__[name] = copy.deepcopy(self.__dict__[name], memo)
         return copied
 
+    def __reduce__(self):
+        # GraphModule pickles its generated code and re-traces it on load: this class, node
+        # metadata and export's input checks would not survive that
+        raise TypeError(f"a captured {self.capture_info.model_class or 'model'} does not pickle (torch.save of the "
+                        "whole module); save it with optopass.save(gm, directory) and load it with "
+                        "optopass.load(directory), or save gm.state_dict()")
+
     def _apply(self, fn, recurse=True):
         before = _param_placement(self)
         result = super()._apply(fn, recurse)

@@ -74,6 +74,12 @@ class OpticalConfig:
     def __deepcopy__(self, memo) -> OpticalConfig:
         return self  # immutable (frozen, read-only mappings, which deepcopy cannot copy): share it
 
+    def __reduce__(self):
+        # read-only mappings do not pickle: pickle plain dicts, rebuilt read-only (a config can
+        # then go to worker processes, e.g. a sweep over configs)
+        overrides = tuple((o.pattern, dict(o.values)) for o in self.overrides)
+        return _unpickle_config, (dict(self.kinds), self.skip, self.skip_is_default, overrides, self.source)
+
     def params_for(self, kind: str, site: str) -> tuple[str, Any]:
         """The (technology, parameters) of site path `site` of `kind`, overrides applied."""
         kind_cfg = self.kinds[kind]
@@ -99,6 +105,11 @@ class OpticalConfig:
         if self.overrides:
             out["overrides"] = {o.pattern: dict(o.values) for o in self.overrides}
         return out
+
+
+def _unpickle_config(kinds, skip, skip_is_default, overrides, source) -> OpticalConfig:
+    overrides = tuple(Override(pattern, MappingProxyType(values)) for pattern, values in overrides)
+    return OpticalConfig(MappingProxyType(kinds), skip, skip_is_default, overrides, source)
 
 
 def _params_to_dict(params) -> dict[str, Any]:

@@ -148,6 +148,22 @@ def test_to_dict_round_trips(raw):
     assert again.to_dict() == cfg.to_dict()
 
 
+def test_a_config_pickles_and_comes_back_equal_and_read_only():
+    """Read-only mappings do not pickle by themselves; a config must (worker processes)."""
+    import pickle
+
+    cfg = optopass.load_config({"fc": {"q_levels": 16}, "attn": {"q_bypass": True}, "skip": ["classifier"],
+                                "overrides": {"query": {"q_levels": 8}}})
+    again = pickle.loads(pickle.dumps(cfg))
+    assert again == cfg and again.to_dict() == cfg.to_dict()
+    assert again.params_for("fc", "enc.layer.1.query")[1].q_levels == 8
+    assert again.params_for("fc", "enc.layer.1.key")[1].q_levels == 16
+    with pytest.raises(TypeError):
+        again.kinds["fc"] = None
+    with pytest.raises(TypeError):
+        again.overrides[0].values["q_levels"] = 4
+
+
 def test_overrides_first_match_wins_and_params_for_applies_them():
     cfg = optopass.load_config({"fc": {"q_levels": 256}, "overrides": {"layer.0.query": {"q_levels": 16}, "query": {"q_levels": 8}}})
     assert cfg.params_for("fc", "enc.layer.0.query")[1].q_levels == 16
