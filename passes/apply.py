@@ -12,6 +12,7 @@ from ..tools.config import OpticalConfig, load_config
 from .base import run_passes
 from .capture import OpticalGraphModule, capture
 from .cleanup import drop_capture_asserts
+from .optical import quant
 from .optical.clock import add_dither_clock
 from .optical.fold import fold_attention_output_quant
 from .optical.rewrite import optical_rewrite
@@ -49,4 +50,5 @@ def apply_optical_pass(model: nn.Module, config: OpticalConfig | dict | str | No
     gm.optical_config = config
     gm.optical_record = results["optical_rewrite"].record
     gm.train(model.training)
+    quant.register_inductor_lowering()  # before the model is compiled, if it is: one hash op
     return gm
