@@ -94,17 +94,22 @@ def _srl(x: Tensor, n: int) -> Tensor:
 _MIX_C1, _MIX_C2, _GOLDEN = _signed32(0x7FEB352D), _signed32(0x846CA68B), _signed32(0x9E3779B9)
 
 
+def _lowbias32(x, xor, srl, mul):
+    """lowbias32's steps over any arithmetic (torch ops here, Inductor's ops in its lowering)."""
+    x = xor(x, srl(x, 16))
+    x = mul(x, _MIX_C1)
+    x = xor(x, srl(x, 15))
+    x = mul(x, _MIX_C2)
+    return xor(x, srl(x, 16))
+
+
 def mix32(x: Tensor) -> Tensor:
     """The 'lowbias32' integer hash (C. Wellons) on uint32 bit patterns held in int32.
 
     int32 products wrap modulo 2**32 (on CPUs, CUDA and in Triton), so this is the uint32 hash
     in one native 32-bit multiply per step: the per-element dither costs a few integer ops.
     """
-    x = x ^ _srl(x, 16)
-    x = x * _MIX_C1
-    x = x ^ _srl(x, 15)
-    x = x * _MIX_C2
-    return x ^ _srl(x, 16)
+    return _lowbias32(x, torch.bitwise_xor, _srl, torch.mul)
 
 
 def _mix32_key(x: Tensor) -> Tensor:
@@ -183,11 +188,7 @@ def register_inductor_lowering() -> bool:
         return ops.bitwise_and(ops.bitwise_right_shift(x, const(n)), const((1 << (32 - n)) - 1))
 
     def mix(x):  # mix32, on loaded values: each intermediate is a variable, read as often as needed
-        x = ops.bitwise_xor(x, srl(x, 16))
-        x = ops.mul(x, const(_MIX_C1))
-        x = ops.bitwise_xor(x, srl(x, 15))
-        x = ops.mul(x, const(_MIX_C2))
-        return ops.bitwise_xor(x, srl(x, 16))
+        return _lowbias32(x, ops.bitwise_xor, srl, lambda v, c: ops.mul(v, const(c)))
 
     register_lowering(torch.ops.optopass.dither_hash.default, broadcast=True, type_promotion_kind=None)(
         make_pointwise(lambda x, key: mix(ops.bitwise_xor(mix(x), key))))
