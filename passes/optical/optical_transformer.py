@@ -160,12 +160,17 @@ class OTLinear(_OTSite):
         if self.input_quantized and not observing:
             xq = x  # quantized to this site's input range by the attention that produced it
         else:
-            xq = quant.ste(x, quant.quantize_fused(x, self.range("x"), self.levels))
+            xq = self.quantize_input(x)
         y = F.linear(xq, self._weight_q(weight, observing))
         if observing:
             self.observe("out", y)
         y = self._quantize_out(y)
         return y if bias is None else y + bias
+
+    def quantize_input(self, x: Tensor) -> Tensor:
+        """This site's input quantization (straight-through): here, or in the attention that
+        produces `x` when the fold links them (passes/optical/fold.py)."""
+        return quant.ste(x, quant.quantize_fused(x, self.range("x"), self.levels))
 
     def _weight_q(self, weight: Tensor, observing: bool) -> Tensor:
         """Quantized weight; cached in eager eval, where neither weight nor range changes.
@@ -324,7 +329,7 @@ class OTAttention(torch.nn.Module):
             probs = F.dropout(probs, dropout_p)
         out = self.pv(probs, value)
         if (site := self._out_quant_site()) is not None:
-            out = quant.ste(out, quant.quantize_fused(out, site.range("x"), site.levels))
+            out = site.quantize_input(out)
         return out
 
 
