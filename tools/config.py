@@ -12,6 +12,8 @@ Schema::
     skip: [classifier]                                # optional; default: the classification head
     overrides:                                        # optional; pattern -> parameters
       "re:.*layer\\.0\\..*": {q_levels: 16}
+    hardware: {dac_energy_pj: 1.0, ...}               # optional; the energy account's machine
+                                                      # (tools/hardware.py, docs/energy.md)
 """
 
 from __future__ import annotations
@@ -28,12 +30,13 @@ import yaml
 
 from ..passes.optical import registry
 from .errors import ConfigError
+from .hardware import HARDWARE_KEYS, HardwareParams
 from .targets import check_pattern, first_match
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "transform_cfg.yaml"
 # The classification head: BERT/RoBERTa/ELECTRA `classifier`, DistilBERT `pre_classifier`.
 DEFAULT_SKIP = ("classifier", "pre_classifier")
-RESERVED_KEYS = ("skip", "overrides")
+RESERVED_KEYS = ("skip", "overrides", "hardware")
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,8 @@ class OpticalConfig:
             fine, e.g. ``pre_classifier`` on BERT).
         overrides: per-name parameter overrides, first match wins.
         source: the file it came from, for messages.
+        hardware: the ``hardware:`` section (the energy account's machine), or None when not
+            given (``optopass.energy`` then takes the published defaults).
     """
 
     kinds: Mapping[str, KindConfig]
@@ -70,6 +75,7 @@ class OpticalConfig:
     skip_is_default: bool = True
     overrides: tuple[Override, ...] = ()
     source: str | None = None
+    hardware: HardwareParams | None = None
 
     def __deepcopy__(self, memo) -> OpticalConfig:
         return self  # immutable (frozen, read-only mappings, which deepcopy cannot copy): share it
@@ -78,7 +84,8 @@ class OpticalConfig:
         # read-only mappings do not pickle: pickle plain dicts, rebuilt read-only (a config can
         # then go to worker processes, e.g. a sweep over configs)
         overrides = tuple((o.pattern, dict(o.values)) for o in self.overrides)
-        return _unpickle_config, (dict(self.kinds), self.skip, self.skip_is_default, overrides, self.source)
+        return _unpickle_config, (dict(self.kinds), self.skip, self.skip_is_default, overrides, self.source,
+                                  self.hardware)
 
     def params_for(self, kind: str, site: str) -> tuple[str, Any]:
         """The (technology, parameters) of site path `site` of `kind`, overrides applied."""
@@ -104,12 +111,14 @@ class OpticalConfig:
             out["skip"] = list(self.skip)
         if self.overrides:
             out["overrides"] = {o.pattern: dict(o.values) for o in self.overrides}
+        if self.hardware is not None:
+            out["hardware"] = self.hardware.to_dict()
         return out
 
 
-def _unpickle_config(kinds, skip, skip_is_default, overrides, source) -> OpticalConfig:
+def _unpickle_config(kinds, skip, skip_is_default, overrides, source, hardware=None) -> OpticalConfig:
     overrides = tuple(Override(pattern, MappingProxyType(values)) for pattern, values in overrides)
-    return OpticalConfig(MappingProxyType(kinds), skip, skip_is_default, overrides, source)
+    return OpticalConfig(MappingProxyType(kinds), skip, skip_is_default, overrides, source, hardware)
 
 
 def _params_to_dict(params) -> dict[str, Any]:
@@ -145,18 +154,60 @@ def load_config(path_or_dict: str | Path | Mapping[str, Any] | OpticalConfig | N
     if not isinstance(path_or_dict, (str, Path)):
         raise ConfigError(f"config: expected a YAML path or a mapping, got {type(path_or_dict).__name__}")
     path = Path(path_or_dict)
+    raw, lines = _read_yaml(path, "config")
+    return _build(raw, source=str(path), lines=lines)
+
+
+def load_hardware(path_or_dict: str | Path | Mapping[str, Any] | HardwareParams | None = None) -> HardwareParams:
+    """Load and validate a hardware section on its own (``optopass energy --hardware FILE``).
+
+    Args:
+        path_or_dict: a YAML file or mapping holding the section's keys, either at its top level
+            or under one ``hardware:`` key; a ``HardwareParams`` (returned as is); None for the
+            published defaults.
+
+    Returns:
+        The validated, frozen ``HardwareParams`` (keys without a published default may still be
+        None: ``HardwareParams.require_complete`` says which).
+
+    Raises:
+        ConfigError: one line naming the file, ``hardware.<key>``, its line and what is allowed.
+    """
+    if isinstance(path_or_dict, HardwareParams):
+        return path_or_dict
+    if path_or_dict is None:
+        return HardwareParams()
+    if isinstance(path_or_dict, Mapping):
+        raw, lines, source = copy.deepcopy(dict(path_or_dict)), {}, None
+    elif isinstance(path_or_dict, (str, Path)):
+        raw, lines = _read_yaml(Path(path_or_dict), "hardware file")
+        source = str(path_or_dict)
+    else:
+        raise ConfigError(f"hardware: expected a YAML path or a mapping, got {type(path_or_dict).__name__}")
+    if isinstance(raw, Mapping) and list(raw) == ["hardware"]:
+        raw = raw["hardware"]
+    else:
+        lines = {f"hardware.{key}": line for key, line in lines.items()}
+
+    def fail(key: str, message: str) -> ConfigError:
+        line = lines.get(key)
+        return ConfigError(f"{source or 'hardware'}: {key}{f' (line {line})' if line else ''}: {message}")
+
+    return _hardware(raw, fail)
+
+
+def _read_yaml(path: Path, what: str) -> tuple[Any, dict[str, int]]:
+    """(parsed YAML, key path -> line) of `path`; a missing file or bad YAML is a ConfigError."""
     if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
+        raise ConfigError(f"{what} {str(path)!r} does not exist")
     text = path.read_text()
     try:
-        raw = yaml.safe_load(text)
-        lines = _key_lines(yaml.compose(text))
+        return yaml.safe_load(text), _key_lines(yaml.compose(text))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ConfigError(f"{path}:{where}: not valid YAML: {problem}") from None
-    return _build(raw, source=str(path), lines=lines)
 
 
 def _ensure_builtin_technologies() -> None:
@@ -200,7 +251,8 @@ def _build(raw: Any, source: str | None, lines: dict[str, int]) -> OpticalConfig
         raise fail("<top>", f"no layer type given; expected at least one of {sorted(registry.KINDS)}")
     skip, skip_is_default = _skip(raw, fail)
     overrides = _overrides(raw.get("overrides"), kinds, fail)
-    return OpticalConfig(MappingProxyType(kinds), skip, skip_is_default, overrides, source)
+    hardware = _hardware(raw["hardware"], fail) if "hardware" in raw else None
+    return OpticalConfig(MappingProxyType(kinds), skip, skip_is_default, overrides, source, hardware)
 
 
 def _kind_config(kind: str, values: Any, fail) -> KindConfig:
@@ -225,6 +277,14 @@ def _make_params(params_cls, values: Mapping[str, Any], prefix: str, fail):
     except ConfigError as err:
         field_name, _, message = str(err).partition(": ")
         raise fail(f"{prefix}.{field_name}", message) from None
+
+
+def _hardware(values: Any, fail) -> HardwareParams:
+    if values is None:
+        values = {}
+    if not isinstance(values, Mapping):
+        raise fail("hardware", f"must be a mapping of hardware parameters ({', '.join(HARDWARE_KEYS)})")
+    return _make_params(HardwareParams, values, "hardware", fail)
 
 
 def _skip(raw: Mapping[str, Any], fail) -> tuple[tuple[str, ...], bool]:
