@@ -19,3 +19,7 @@ class ModelLoadError(OptopassError):
 
 class CaptureError(OptopassError):
     """A model cannot be captured as an fx graph."""
+
+
+class OutputError(OptopassError):
+    """An output path cannot be written (for example, it is an existing file)."""

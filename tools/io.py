@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from ..passes.optical.rewrite import SITES_PREFIX
 from ..passes.optical.sites import optical_sites
-from .errors import ModelLoadError
+from .errors import ModelLoadError, OutputError
 
 FORMAT_VERSION = 1
 _INTERNAL_PREFIXES = (f"{SITES_PREFIX}.", "mode_aware.")
@@ -45,21 +45,32 @@ def save(gm: torch.nn.Module, directory: str | Path, tokenizer: Any = None) -> P
     """Save a transformed (calibrated or fine-tuned) model to `directory`.
 
     Args:
-        gm: a module returned by ``apply_optical_pass`` (or ``load``) of an HF model.
+        gm: a module returned by ``apply_optical_pass`` (or ``load``) of an HF model, or that
+            module compiled with ``torch.compile`` (its original module is saved).
         directory: output folder; replaced if it exists.
         tokenizer: optional tokenizer saved beside the base model.
 
     Returns:
         The directory path.
+
+    Raises:
+        OutputError: `directory` (or a folder above it) is an existing file.
+        ValueError: `gm` is not a transform of a Hugging Face model, or does not hold its weights.
     """
+    gm = unwrap_compiled(gm)
     info = getattr(gm, "capture_info", None)
     if info is None or info.hf_model is None:
         raise ValueError("save: only transforms of Hugging Face models can be saved")
-    directory = Path(directory)
+    directory = check_output_folder(directory, "save")
+    base_state = _base_state(gm, info.hf_model)
+    missing = sorted(set(info.hf_model.state_dict()) - set(base_state))
+    if missing:
+        raise ValueError(f"save: the module does not hold the model's weights ({len(missing)} missing, e.g. "
+                         f"{missing[0]!r}); pass the module apply_optical_pass or load returned")
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
-        info.hf_model.save_pretrained(tmp / "base", state_dict=_base_state(gm, info.hf_model))
+        info.hf_model.save_pretrained(tmp / "base", state_dict=base_state)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp / "base")
         (tmp / "optical_config.yaml").write_text(yaml.safe_dump(gm.optical_config.to_dict(), sort_keys=False))
@@ -71,13 +82,66 @@ def save(gm: torch.nn.Module, directory: str | Path, tokenizer: Any = None) -> P
             "range_methods": {name: site.range_method for name, site in optical_sites(gm) if hasattr(site, "range_method")},
         }
         (tmp / "optopass.json").write_text(json.dumps(meta, indent=2))
-        if directory.exists():
-            shutil.rmtree(directory)
-        tmp.rename(directory)
+        _check_complete(tmp)
+        _replace(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory
+
+
+def unwrap_compiled(module: torch.nn.Module) -> torch.nn.Module:
+    """The module that ``torch.compile`` wrapped (its ``_orig_mod``), or `module` itself."""
+    from torch._dynamo.eval_frame import OptimizedModule
+
+    while isinstance(module, OptimizedModule):
+        module = module._orig_mod
+    return module
+
+
+def check_output_folder(directory: str | Path, name: str) -> Path:
+    """`directory` as a Path, when it can become a folder: neither it nor a folder above it
+    is an existing file. Checked before any work, so that nothing is written half.
+
+    Raises:
+        OutputError: one line naming `name` (the option or function) and the file in the way.
+    """
+    directory = Path(directory).expanduser()
+    for path in (directory, *directory.parents):
+        if path.is_dir():
+            break
+        if path.exists():
+            where = "is" if path == directory else f"is in the way of {directory}:"
+            raise OutputError(f"{name}: {path} {where} an existing file, not a folder; give a folder to create or replace")
+    return directory
+
+
+def _check_complete(folder: Path) -> None:
+    """Refuse to publish a folder that ``load`` could not read."""
+    needed = [folder / "optopass.json", folder / "optical_config.yaml", folder / "optical_state.safetensors",
+              folder / "base" / "config.json"]
+    weights = [folder / "base" / name for name in ("model.safetensors", "model.safetensors.index.json")]
+    absent = [str(path.relative_to(folder)) for path in needed if not path.is_file()]
+    if not any(path.is_file() for path in weights):
+        absent.append("base/model.safetensors")
+    if absent:
+        raise OSError(f"save: incomplete output, {', '.join(absent)} not written")
+
+
+def _replace(staged: Path, directory: Path) -> None:
+    """Rename `staged` to `directory`; an existing `directory` is removed only once the new
+    folder is in place."""
+    if not directory.exists():
+        staged.rename(directory)
+        return
+    previous = staged.with_name(staged.name + ".previous")
+    directory.rename(previous)
+    try:
+        staged.rename(directory)
+    except BaseException:
+        previous.rename(directory)
+        raise
+    shutil.rmtree(previous, ignore_errors=True)
 
 
 def is_saved_transform(directory: str | Path) -> bool:

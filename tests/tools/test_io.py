@@ -10,7 +10,7 @@ import torch
 import optopass
 import optopass.tools.io as optopass_io
 from optopass.passes.optical.sites import optical_sites
-from optopass.tools.errors import ModelLoadError
+from optopass.tools.errors import ModelLoadError, OutputError
 
 
 def _transformed(make_model, make_inputs, dither: bool):
@@ -93,6 +93,44 @@ def test_a_failure_midway_leaves_no_partial_output(transformed, tmp_path, monkey
     else:
         assert not target.exists()
     assert [p.name for p in tmp_path.iterdir()] == (["out"] if existing else [])  # no temporary folder left
+
+
+def test_save_of_a_compiled_module_saves_the_module_it_wraps(transformed, make_inputs, tmp_path):
+    _, gm = transformed
+    compiled = torch.compile(gm)  # lazy: nothing is compiled unless it is called
+    out_dir = optopass.save(compiled, tmp_path / "saved")
+    loaded = optopass.load(out_dir)
+    assert (out_dir / "base" / "model.safetensors").is_file()
+    assert loaded.state_dict().keys() == gm.state_dict().keys()
+    for key, value in gm.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+
+
+def test_a_save_that_would_leave_an_unreadable_folder_leaves_nothing(transformed, tmp_path, monkeypatch):
+    _, gm = transformed
+    model_class = type(gm.capture_info.hf_model)
+    monkeypatch.setattr(model_class, "save_pretrained", lambda self, folder, **kwargs: self.config.save_pretrained(folder))
+    with pytest.raises(OSError, match="incomplete output, base/model.safetensors not written"):
+        optopass.save(gm, tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_refuses_a_module_without_the_model_weights(transformed, tmp_path, monkeypatch):
+    _, gm = transformed
+    monkeypatch.setattr(optopass_io, "_base_state", lambda gm, hf_model: {})
+    with pytest.raises(ValueError, match="does not hold the model's weights"):
+        optopass.save(gm, tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("target", ["file", "file/below"])
+def test_save_to_an_existing_file_is_one_line_and_writes_nothing(transformed, tmp_path, target):
+    _, gm = transformed
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(OutputError, match="file is .*an existing file, not a folder") as info:
+        optopass.save(gm, tmp_path / target)
+    assert "\n" not in str(info.value)
+    assert [p.name for p in tmp_path.iterdir()] == ["file"] and (tmp_path / "file").read_text() == "mine"
 
 
 def test_load_refuses_a_folder_not_written_by_save(tmp_path):
