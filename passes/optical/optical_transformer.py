@@ -3,7 +3,8 @@
 For ``fc`` (x·Wᵀ + b) and ``attn`` (a·b):
   1. quantize each input deterministically to ``q_levels`` levels over its range;
   2. LUT floor on the weight side (W for fc, Kᵀ and V for attn);
-  3. matmul, then quantize the output over its range with a per-element uniform dither;
+  3. matmul (with ``q_photons_per_mac`` set: the photon counts of a balanced detector pair,
+     shot noise included), then quantize the output over its range with a per-element dither;
   4. add the bias (fc).
 Gradients pass straight through every quantizer (STE).
 """
@@ -56,6 +57,12 @@ class OpticalTransformerParams:
         q_out_granularity: ``tensor`` (one output range per site; the reference) or ``channel``
             (``fc`` only: one output range per output feature, as per-channel detector gains
             would give; ranges are then min/max or quantiles per channel).
+        q_photons_per_mac: mean detected photons per multiply-accumulate (> 0), or None (the
+            default: no shot noise, the reference op). Set, each matmul output is the photon
+            count of a balanced detector pair (operands on positive and negative rails), drawn
+            from the Poisson distribution (``quant.shot_noise``), before the output ADC.
+        q_detector_noise: additive detector noise floor in photons rms per detector (>= 0), or
+            None; needs ``q_photons_per_mac``.
     """
 
     q_levels: int = 256
@@ -67,6 +74,8 @@ class OpticalTransformerParams:
     q_dither: bool = True
     q_range_method: str | None = None
     q_out_granularity: str = "tensor"
+    q_photons_per_mac: float | None = None
+    q_detector_noise: float | None = None
 
     def __post_init__(self):
         if not _is_int(self.q_levels) or self.q_levels < 2:
@@ -93,6 +102,18 @@ class OpticalTransformerParams:
             raise ConfigError(f"q_range_method: must be one of {', '.join(RANGE_METHODS)}, got {self.q_range_method!r}")
         if self.q_out_granularity not in OUT_GRANULARITIES:
             raise ConfigError(f"q_out_granularity: must be one of {', '.join(OUT_GRANULARITIES)}, got {self.q_out_granularity!r}")
+        if self.q_photons_per_mac is not None:
+            if not _is_number(self.q_photons_per_mac) or not 0 < self.q_photons_per_mac < math.inf:
+                raise ConfigError(f"q_photons_per_mac: must be a number > 0 (mean detected photons per MAC) or null, "
+                                  f"got {self.q_photons_per_mac!r}")
+            object.__setattr__(self, "q_photons_per_mac", float(self.q_photons_per_mac))
+        if self.q_detector_noise is not None:
+            if not _is_number(self.q_detector_noise) or not 0 <= self.q_detector_noise < math.inf:
+                raise ConfigError(f"q_detector_noise: must be a number >= 0 (photons rms per detector) or null, "
+                                  f"got {self.q_detector_noise!r}")
+            if self.q_photons_per_mac is None:
+                raise ConfigError("q_detector_noise: needs q_photons_per_mac (the noise floor is counted in photons)")
+            object.__setattr__(self, "q_detector_noise", float(self.q_detector_noise))
         for name in ("q_bypass", "q_dither"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name}: must be true or false, got {getattr(self, name)!r}")
@@ -111,6 +132,8 @@ class _OTSite(SiteBase):
         self.lut_min = params.q_lut_min
         self.dither = params.q_dither
         self.range_method = params.q_range_method
+        self.photons_per_mac = params.q_photons_per_mac
+        self.detector_noise = params.q_detector_noise
 
     def _prepare(self) -> bool:
         observing = self.observing()
@@ -125,11 +148,22 @@ class _OTSite(SiteBase):
         self.counted()
         return quant.ste(y, q)
 
+    def _detect(self, y: Tensor, magnitude: Tensor, depth: int) -> Tensor:
+        """The matmul output `y` as the detectors count it (shot noise, optional detector floor),
+        when ``photons_per_mac`` is set; `magnitude` is the same matmul over |operands|, `depth`
+        its contraction length. Gradients pass straight through to `y`."""
+        s = quant.photons_per_unit(magnitude, self.photons_per_mac, depth)
+        noisy = quant.shot_noise_fused(y, magnitude, s, self.detector_noise, self.key_base, self.counter)
+        return quant.ste(y, noisy)
+
     def draws_dither(self) -> bool:
-        return self.enabled and self.dither
+        return self.enabled and (self.dither or self.photons_per_mac is not None)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, levels={self.levels}, lut_min={self.lut_min}, dither={self.dither}"
+        noise = "" if self.photons_per_mac is None else f", photons_per_mac={self.photons_per_mac}"
+        if self.detector_noise is not None:
+            noise += f", detector_noise={self.detector_noise}"
+        return f"{super().extra_repr()}, levels={self.levels}, lut_min={self.lut_min}, dither={self.dither}{noise}"
 
 
 class OTLinear(_OTSite):
@@ -161,7 +195,10 @@ class OTLinear(_OTSite):
             xq = x  # quantized to this site's input range by the attention that produced it
         else:
             xq = self.quantize_input(x)
-        y = F.linear(xq, self._weight_q(weight, observing))
+        wq = self._weight_q(weight, observing)
+        y = F.linear(xq, wq)
+        if self.photons_per_mac is not None:
+            y = self._detect(y, F.linear(xq.detach().abs(), wq.detach().abs()), weight.shape[-1])
         if observing:
             self.observe("out", y)
         y = self._quantize_out(y)
@@ -210,6 +247,8 @@ class OTMatmul(_OTSite):
         aq = quant.ste(a, quant.quantize_fused(a, self.range("a"), self.levels))
         bq = quant.ste(b, quant.quantize_fused(b, self.range("b"), self.levels, self.lut_min))
         y = torch.matmul(aq, bq)
+        if self.photons_per_mac is not None:
+            y = self._detect(y, torch.matmul(aq.detach().abs(), bq.detach().abs()), b.shape[-2])
         if observing:
             self.observe("out", y)
         return self._quantize_out(y)
@@ -274,6 +313,8 @@ class OTAttention(torch.nn.Module):
             return False
         if not (self.qk.enabled and self.pv.enabled) or self.qk.observing() or self.pv.observing():
             return False
+        if self.qk.photons_per_mac is not None or self.pv.photons_per_mac is not None:
+            return False  # shot noise runs in the composed ops
         if is_causal or (self.training and dropout_p > 0) or max(query.shape[-1], value.shape[-1]) > 256:
             return False
         if torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value)):

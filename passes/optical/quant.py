@@ -210,6 +210,92 @@ def hash_uniform(shape: torch.Size, key: Tensor, device: torch.device) -> Tensor
     return _srl(h, 8).float() * (1.0 / (1 << 24))
 
 
+def stream_uniform(shape: torch.Size, key: Tensor, stream: int, device: torch.device) -> Tensor:
+    """U[0, 1) float32 noise of the numbered `stream` of one call's key: ``hash_uniform`` with
+    the key ``lowbias32(key ^ stream * 0x632BE5AB)``, so that each stream of a call (shot noise
+    of each rail, detector noise) is a draw of its own, and none is the dither's (stream 0 is
+    the dither's key itself)."""
+    if stream == 0:
+        return hash_uniform(shape, key, device)
+    derived = _mix32_key((key.long() & _MASK32) ^ (stream * 0x632BE5AB & _MASK32))
+    return hash_uniform(shape, derived, device)
+
+
+def normal_pair(u1: Tensor, u2: Tensor) -> tuple[Tensor, Tensor]:
+    """Two independent standard normals from two U[0, 1) draws (Box-Muller). With 24-bit
+    uniforms the largest magnitude is sqrt(2 * 24 * ln 2) = 5.77 sigma."""
+    radius = torch.sqrt(-2.0 * torch.log1p(-u1))  # 1 - u1 in (0, 1]: no log(0)
+    angle = (2.0 * torch.pi) * u2
+    return radius * torch.cos(angle), radius * torch.sin(angle)
+
+
+POISSON_EXACT_BELOW = 10.0
+"""Mean photon count under which a count is drawn from the Poisson distribution itself (by
+inversion); at and above it, from a Gaussian of equal mean and variance (the same switch as
+numpy's Poisson sampler, which changes method at a mean of 10)."""
+POISSON_TERMS = 40  # inversion terms: P(count >= 40) at a mean of 10 is about 1e-11
+_INVERSION_U_MAX = 1.0 - 2.0**-18  # keeps u under the float32 CDF's plateau (rounding of 40 terms)
+
+
+def poisson_inversion(lam: Tensor, u: Tensor) -> Tensor:
+    """Poisson(`lam`) counts by inversion of the CDF at `u` ~ U[0, 1), in a fixed number of
+    elementwise steps (it fuses into one kernel): ``count = #{k : CDF(k) <= u}``. Exact for
+    means under ``POISSON_EXACT_BELOW`` up to the tail beyond ``POISSON_TERMS`` counts and a
+    probability mass of 2**-18 moved from the far tail (float32 rounding of the CDF)."""
+    u = u * _INVERSION_U_MAX
+    p = torch.exp(-lam)
+    cdf = p
+    count = torch.zeros_like(lam)
+    for i in range(POISSON_TERMS):
+        count = count + (u >= cdf).float()
+        p = p * (lam / (i + 1))
+        cdf = cdf + p
+    return count
+
+
+def photon_count(lam: Tensor, u: Tensor, z: Tensor) -> Tensor:
+    """A detector's photon count of mean `lam` (float32 >= 0): Poisson by inversion at `u`
+    below ``POISSON_EXACT_BELOW``, ``lam + sqrt(lam) * z`` (z standard normal) above."""
+    exact = poisson_inversion(torch.clamp(lam, max=POISSON_EXACT_BELOW), u)
+    return torch.where(lam < POISSON_EXACT_BELOW, exact, lam + torch.sqrt(lam) * z)
+
+
+def shot_noise(y: Tensor, magnitude: Tensor, photons_per_unit: Tensor, detector_noise: float | None,
+               base: Tensor, counter: Tensor) -> Tensor:
+    """The matmul output `y` as a balanced pair of photodetectors would read it (float32).
+
+    Signed operands travel on two rails each (x = x+ - x-, w = w+ - w-, all intensities >= 0);
+    a product's light reaches the positive detector (x+ w+, x- w-) or the negative one (x+ w-,
+    x- w+), so for `y` = sum x w and `magnitude` = sum |x| |w| the detectors' mean photon
+    counts are ``s (magnitude + y) / 2`` and ``s (magnitude - y) / 2`` with `photons_per_unit`
+    = s. Each count is drawn (``photon_count``) with its own streams of the call's key
+    ``key_at(base, counter)``, plus a Gaussian detector floor of `detector_noise` photons rms
+    per detector when given; the result is ``(count+ - count-) / s``."""
+    key = key_at(base, counter)
+    shape, device = y.shape, y.device
+    y, magnitude = y.float(), magnitude.float()
+    s = photons_per_unit.float()
+    lam_pos = torch.clamp(0.5 * s * (magnitude + y), min=0.0)
+    lam_neg = torch.clamp(0.5 * s * (magnitude - y), min=0.0)
+    z_pos, z_neg = normal_pair(stream_uniform(shape, key, 1, device), stream_uniform(shape, key, 2, device))
+    count = photon_count(lam_pos, stream_uniform(shape, key, 3, device), z_pos)
+    count = count - photon_count(lam_neg, stream_uniform(shape, key, 4, device), z_neg)
+    if detector_noise is not None:
+        d_pos, d_neg = normal_pair(stream_uniform(shape, key, 5, device), stream_uniform(shape, key, 6, device))
+        count = count + detector_noise * (d_pos - d_neg)
+    return count / s
+
+
+def photons_per_unit(magnitude: Tensor, photons_per_mac: float, depth: int) -> Tensor:
+    """The photons per unit of ``|x| |w|`` (0-d float32) at which one call's products average
+    `photons_per_mac` detected photons: ``photons_per_mac * depth / mean(magnitude)``, where
+    `magnitude` holds the sums of |x| |w| over the contraction of length `depth` (so its mean
+    over depth is the mean product). That is the optical power setting of the call; computed on
+    the device, no host synchronisation."""
+    mean = magnitude.float().mean().clamp(min=1e-30)
+    return (photons_per_mac * depth) / mean
+
+
 # ---------------------------------------------------------------------------------------------
 # Range statistics
 
@@ -318,9 +404,10 @@ class EagerFused:
     both compute the same ops, and the dither is the same hash.
     """
 
-    def __init__(self, fn, flat: bool):
+    def __init__(self, fn, flat: bool, shaped_args: int = 0):
         self.fn = fn
         self.flat = flat
+        self.shaped_args = shaped_args  # leading arguments after x of x's shape, viewed as x is
         self.compiled = None
         self.failed = False
 
@@ -336,12 +423,14 @@ class EagerFused:
             return self.fn(x, *args)
         # detached, and not a view: no recompiles for requires_grad or for the base's layout
         view = (x.reshape(-1) if self.flat else x.reshape(-1, x.shape[-1])).detach()
+        n = self.shaped_args
+        shaped = tuple(a.reshape(view.shape).detach() for a in args[:n])
         if self.compiled is None:
             register_inductor_lowering()
             self.compiled = torch.compile(self.fn, dynamic=True)
         try:
             with torch.no_grad():
-                return self.compiled(view, *args).view(x.shape)
+                return self.compiled(view, *shaped, *args[n:]).view(x.shape)
         except Exception as err:
             out = self.fn(x, *args)  # raises where the inputs are at fault: fusion stays on then
             self.failed = True  # the plain ops run, so the compiler cannot run here
@@ -358,3 +447,7 @@ site_dither_quantize = EagerFused(_site_dither_quantize, flat=False)
 dither of key ``key_at(base, counter)`` (rounding when `counter` is None), per element with flat
 index over `y`, as one kernel in eager code; float32. `rng` is (2,) or (2, y.shape[-1]). The
 caller counts the call (``SiteBase.counted``)."""
+
+shot_noise_fused = EagerFused(shot_noise, flat=True, shaped_args=1)
+"""``shot_noise(y, magnitude, photons_per_unit, detector_noise, base, counter)`` as one kernel
+in eager code; float32, element i's draws keyed by its flat index in `y`."""

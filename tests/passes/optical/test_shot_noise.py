@@ -1,0 +1,227 @@
+"""Shot noise in the Optical Transformer op (``q_photons_per_mac``, ``q_detector_noise``).
+
+References written here from the physics, not from optopass: a detector's photon count of mean
+lambda is Poisson(lambda) (mean and variance lambda; scipy's pmf); a balanced pair reading
+y = sum x w with sum |x| |w| = m at s photons per unit sees Poisson(s (m + y) / 2) minus
+Poisson(s (m - y) / 2), so the read value (count+ - count-) / s has mean y and variance m / s.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.stats
+import torch
+
+import optopass
+from optopass.passes.optical import quant
+from optopass.passes.optical.optical_transformer import OpticalTransformerParams, OTAttention, OTLinear, OTMatmul
+from optopass.passes.optical.sites import optical_sites
+from optopass.tools.errors import ConfigError
+from tests.conftest import hf_inputs, tiny_hf_model
+
+N = 1 << 18
+Z = 5.0  # bounds below are 5 standard errors: a correct sampler fails one in about 1.7 million
+
+
+def _uniforms(n: int, key: int, streams=(3, 1)) -> list[torch.Tensor]:
+    return [quant.stream_uniform((n,), torch.tensor(key), s, torch.device("cpu")) for s in streams]
+
+
+@pytest.mark.parametrize("lam", [0.05, 0.7, 3.0, 9.5, 10.0, 40.0, 2000.0])
+def test_photon_counts_have_poisson_mean_and_variance(lam):
+    u, u_z = _uniforms(N, key=int(lam * 1000) + 7, streams=(3, 1))
+    z, _ = quant.normal_pair(u_z, _uniforms(N, key=int(lam * 1000) + 7, streams=(2,))[0])
+    counts = quant.photon_count(torch.full((N,), lam), u, z).double()
+    mean, var = counts.mean().item(), counts.var().item()
+    # standard errors of the sample mean and variance of Poisson(lam): central moments
+    # mu2 = lam, mu4 = lam + 3 lam^2, so var(s^2) ~ (mu4 - mu2^2) / n
+    se_mean = math.sqrt(lam / N)
+    se_var = math.sqrt((lam + 2 * lam * lam) / N)
+    assert abs(mean - lam) < Z * se_mean, (mean, lam)
+    assert abs(var - lam) < Z * se_var, (var, lam)
+
+
+@pytest.mark.parametrize("lam", [0.3, 2.5, 8.0])
+def test_small_counts_follow_the_poisson_pmf(lam):
+    """Below the Gaussian switch the counts are Poisson itself (chi-square over the pmf)."""
+    u, u_z = _uniforms(N, key=99 + int(lam * 10))
+    counts = quant.photon_count(torch.full((N,), lam), u, torch.zeros(N)).numpy()
+    assert np.all(counts == np.round(counts)) and counts.min() >= 0
+    top = int(scipy.stats.poisson.ppf(1 - 1e-4, lam))
+    observed = np.bincount(np.minimum(counts.astype(int), top + 1), minlength=top + 2)
+    pmf = scipy.stats.poisson.pmf(np.arange(top + 1), lam)
+    expected = np.append(pmf, 1 - pmf.sum()) * N
+    keep = expected > 5  # the chi-square approximation needs expected counts over 5 per bin
+    chi2 = ((observed[keep] - expected[keep]) ** 2 / expected[keep]).sum()
+    assert scipy.stats.chi2.sf(chi2, keep.sum() - 1) > 1e-4, (chi2, observed, expected)
+
+
+@pytest.mark.parametrize("photons_per_unit,detector", [(0.5, None), (20.0, None), (3.0, 1.5)])
+def test_balanced_detection_has_mean_y_and_variance_magnitude_over_s(photons_per_unit, detector):
+    gen = torch.Generator().manual_seed(0)
+    y = torch.randn(N, generator=gen)
+    magnitude = y.abs() + torch.rand(N, generator=gen) * 3  # m >= |y|, as sum |x||w| >= |sum x w|
+    s = torch.tensor(photons_per_unit)
+    out = quant.shot_noise(y, magnitude, s, detector, torch.tensor(5), torch.tensor(0)).double()
+    noise = out - y.double()
+    expected_var = magnitude.double() / photons_per_unit
+    if detector is not None:
+        expected_var = expected_var + 2 * detector**2 / photons_per_unit**2
+    # normalised noise: mean 0, variance 1 per element
+    norm = noise / expected_var.sqrt()
+    assert abs(norm.mean().item()) < Z / math.sqrt(N)
+    assert abs(norm.var().item() - 1) < Z * math.sqrt(3 / N)  # kurtosis of these counts stays under 3 + 1
+
+
+def test_photons_per_unit_sets_the_mean_photons_per_mac():
+    """s * mean(|x_i| |w_ji|) over every product of the call equals the configured photons."""
+    gen = torch.Generator().manual_seed(1)
+    x, w = torch.randn(4, 7, 16, generator=gen), torch.randn(5, 16, generator=gen)
+    magnitude = x.abs() @ w.abs().T
+    s = quant.photons_per_unit(magnitude, 2.5, depth=16)
+    products = (x.double().abs()[..., None, :] * w.double().abs()).mean()  # every |x| |w| product
+    assert s.item() * products.item() == pytest.approx(2.5, rel=1e-5)
+
+
+def _linear_site(**params) -> OTLinear:
+    site = OTLinear(OpticalTransformerParams(**params), "fc", site_id=3)
+    site.set_stats_mode("observe")
+    gen = torch.Generator().manual_seed(2)
+    site(torch.randn(64, 32, generator=gen), torch.randn(24, 32, generator=gen))
+    site.set_stats_mode("frozen")
+    site.eval()
+    return site
+
+
+def _xw(seed: int = 3):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(16, 32, generator=gen), torch.randn(24, 32, generator=gen)
+
+
+def test_infinite_photons_give_the_noiseless_op():
+    x, w = _xw()
+    plain, bright = _linear_site(), _linear_site(q_photons_per_mac=1e12)
+    bright.load_state_dict(plain.state_dict())
+    a, b = plain(x, w), bright(x, w)
+    step = (plain.out_range[1] - plain.out_range[0]).item() / 255
+    assert (a - b).abs().max().item() <= step * 1.001
+    assert (a != b).float().mean().item() < 0.01  # only outputs a rounding boundary away move
+
+
+def test_few_photons_add_the_expected_noise_before_the_adc():
+    x, w = _xw()
+    site = _linear_site(q_photons_per_mac=0.5, q_dither=False, q_levels=2**16)
+    site.out_range.copy_(torch.tensor([-1e3, 1e3]))  # a fine ADC over a wide range: noise shows
+    xq = quant.quantize(x, site.x_range, site.levels)
+    wq = quant.quantize(w, site.w_range, site.levels, site.lut_min)
+    y, magnitude = xq @ wq.T, xq.abs() @ wq.abs().T
+    s = quant.photons_per_unit(magnitude, 0.5, depth=32)
+    start = site.counter.item()
+    draws = torch.stack([site(x, w) for _ in range(400)]).double()
+    assert site.counter.item() == start + 400  # one new key per call
+    mean_err = (draws.mean(0) - y) / (magnitude / s / 400).sqrt()
+    assert mean_err.abs().mean().item() < 1.0  # |N(0,1)| averages 0.8
+    ratio = draws.var(0) / (magnitude / s)
+    assert ratio.mean().item() == pytest.approx(1.0, abs=0.06)
+
+
+def test_noise_is_reproducible_by_seed_and_leaves_the_global_rng_alone():
+    x, w = _xw()
+    first, same, other = (_linear_site(q_photons_per_mac=1.0, q_init_seed=s) for s in (7, 7, 8))
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    a = first(x, w)
+    assert torch.equal(torch.get_rng_state(), state)  # the global generator was not drawn from
+    torch.manual_seed(456)
+    b = same(x, w)
+    assert torch.equal(a, b) and not torch.equal(a, other(x, w))
+    assert not torch.equal(first(x, w), a)  # the next call draws anew
+
+
+def test_noise_counts_calls_without_dither_and_matmul_sites_draw_it():
+    x, w = _xw()
+    site = _linear_site(q_photons_per_mac=1.0, q_dither=False)
+    start = site.counter.item()
+    site(x, w)
+    assert site.counter.item() == start + 1 and site.draws_dither()
+    mm = OTMatmul(OpticalTransformerParams(q_photons_per_mac=0.2), "attn.qk", site_id=1)
+    a, b = torch.randn(2, 3, 8, 16), torch.randn(2, 3, 16, 8)
+    mm.set_stats_mode("observe")
+    mm(a, b)
+    mm.set_stats_mode("frozen")
+    quiet = OTMatmul(OpticalTransformerParams(), "attn.qk", site_id=1)
+    quiet.load_state_dict(mm.state_dict())
+    assert (mm(a, b) - quiet(a, b)).abs().max() > 0
+
+
+def test_gradients_pass_straight_through_the_detectors():
+    x, w = _xw()
+    grads = []
+    for photons in (None, 0.3):
+        site = _linear_site(q_photons_per_mac=photons).train()
+        site.set_stats_mode("frozen")
+        xr, wr = x.clone().requires_grad_(), w.clone().requires_grad_()
+        site(xr, wr).sum().backward()
+        grads.append((xr.grad, wr.grad))
+    assert torch.equal(grads[0][0], grads[1][0]) and torch.equal(grads[0][1], grads[1][1])
+
+
+def test_attention_with_shot_noise_is_not_fused():
+    att = OTAttention(OpticalTransformerParams(q_photons_per_mac=1.0), "layer.attn", site_id=0)
+    q = torch.randn(1, 2, 8, 16)
+    assert not att._fusable(q, q, q, None, 0.0, False)
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("q_photons_per_mac", 0, "must be a number > 0"),
+    ("q_photons_per_mac", -1.0, "must be a number > 0"),
+    ("q_photons_per_mac", float("inf"), "must be a number > 0"),
+    ("q_photons_per_mac", "many", "must be a number > 0"),
+    ("q_detector_noise", -0.5, "must be a number >= 0"),
+])
+def test_bad_photon_values_name_the_key(key, value, message):
+    extra = {"q_photons_per_mac": 1.0} if key == "q_detector_noise" else {}
+    with pytest.raises(ConfigError, match=rf"fc\.{key}.*{message}"):
+        optopass.load_config({"fc": {key: value, **extra}})
+
+
+def test_detector_noise_needs_photons():
+    with pytest.raises(ConfigError, match=r"fc\.q_detector_noise.*needs q_photons_per_mac"):
+        optopass.load_config({"fc": {"q_detector_noise": 1.0}})
+
+
+def test_photons_per_site_overrides_and_default_op_unchanged():
+    cfg = optopass.load_config({"fc": {}, "attn": {}, "overrides": {"re:.*layer\\.0\\..*": {"q_photons_per_mac": 2.0}}})
+    assert "q_photons_per_mac" not in optopass.load_config(None).to_dict()["fc"] or \
+        optopass.load_config(None).kinds["fc"].params.q_photons_per_mac is None
+    gm = optopass.apply_optical_pass(tiny_hf_model("bert", "sdpa"), cfg)
+    photons = {site.site_name: site.photons_per_mac for _, site in optical_sites(gm)}
+    assert {n for n, p in photons.items() if p == 2.0} == {n for n in photons if ".layer.0." in n}
+    assert all(p is None for n, p in photons.items() if ".layer.0." not in n)
+    optopass.calibrate(gm, [hf_inputs(2, 10)])
+    gm.eval()
+    out = gm(**hf_inputs(2, 10)).logits
+    assert torch.isfinite(out).all()
+
+
+def test_compiled_shot_noise_equals_eager():
+    torch._dynamo.reset()
+    site = _linear_site(q_photons_per_mac=0.8, q_detector_noise=0.5)
+    x, w = _xw()
+    start = site.counter.clone()
+    eager = site(x, w)
+    site.counter.copy_(start)
+    compiled = torch.compile(site, dynamic=False)
+    try:
+        with torch.no_grad():
+            got = compiled(x, w)
+    finally:
+        torch._dynamo.reset()
+    step = (site.out_range[1] - site.out_range[0]).item() / 255
+    # float32 reassociation may move an output across a rounding boundary: one step at most,
+    # and almost never
+    assert (got - eager).abs().max().item() <= step * 1.001
+    assert (got != eager).float().mean().item() < 0.01
