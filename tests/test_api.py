@@ -9,7 +9,7 @@ import torch
 
 import optopass
 
-PUBLIC = ["apply_optical_pass", "calibrate", "load", "load_config", "report", "save"]
+PUBLIC = ["apply_optical_pass", "calibrate", "energy", "load", "load_config", "report", "save"]
 
 
 def test_public_api_is_exactly_the_documented_functions():
