@@ -61,7 +61,7 @@ SUBCOMMANDS = [_add_transform]
 def _optional_subcommands() -> list:
     """Subcommands living in their own modules (eval, finetune, bench)."""
     found = []
-    for module_name in ("glue.cli", "bench"):
+    for module_name in ("glue.cli", "bench", "energy_cmd"):
         try:
             module = __import__(f"optopass.tools.{module_name}", fromlist=["add_subcommand"])
         except ImportError:
