@@ -53,7 +53,7 @@ class OpticalTransformerParams:
             each operand's quantization error, LUT floor included, searched per site and
             operand) or ``statistic`` (min/max, or ``q_quantiles``: the reference study's op).
             Default (null): ``statistic`` when ``q_quantiles`` is given, else ``mse`` (on a
-            pretrained MiniLM min/max ranges with the LUT floor lose half of MRPC; see results/).
+            pretrained MiniLM min/max ranges with the LUT floor lose much of the task score; docs/op.md).
         q_out_granularity: ``tensor`` (one output range per site; the reference) or ``channel``
             (``fc`` only: one output range per output feature, as per-channel detector gains
             would give; ranges are then min/max or quantiles per channel).

@@ -36,7 +36,7 @@ def test_one_graph_without_breaks():
 def test_compiled_calls_replay_no_attribute_writes_and_compile_once(monkeypatch):
     """A site assigns no Python attribute on a calibrated eval call, nor on a training call
     (observing): torch.compile would replay such an assignment on every call, which cost about
-    as much host time per call as the rest of dynamo's work (results/gpu_h200_study/speed/).
+    as much host time per call as the rest of dynamo's work (docs/speed.md).
     Nor does a compiled call read what an eager call cached: an eager call before compiling
     then costs no second compile."""
     import torch._dynamo.testing

@@ -30,7 +30,7 @@ per-element divisions are multiplications by a reciprocal computed once per rang
 (within an ulp of torch's division: a value within an ulp of a rounding tie may land one level
 away). A bool mask sets -inf where False; a fully masked row gives NaN, as in torch.
 
-Speed: see results/gpu_h200_study/speed/ (one H200, bf16, 12 heads of 64). The elementwise
+Speed: see docs/speed.md (one H200, bf16, 12 heads of 64). The elementwise
 work per score (two quantizations and a 32-bit hash on CUDA cores) bounds it, not the
 tensor-core products.
 """
