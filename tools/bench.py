@@ -26,7 +26,6 @@ default a GPU run times the plain model in all three modes and the optical one i
 from __future__ import annotations
 
 import copy
-import json
 import statistics
 import time
 from collections.abc import Callable
@@ -34,6 +33,9 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 import torch._dynamo
+
+from .checks import check_values, integer
+from .cli_args import DTYPES, add_model_options, add_output_options, command_scope, print_result
 
 SHAPES = {
     # name: (hidden, layers, heads, intermediate, vocab)
@@ -176,8 +178,7 @@ TIMINGS = ("interleaved", "sequential")
 
 def default_timings(on_gpu: bool) -> tuple[str, ...]:
     """Both timings on a GPU, where interleaving was measured to slow the launch-bound plain
-    modes on some machines (plain compiled 5.4 ms interleaved, 3.0 ms in a row: results/
-    gpu_h200_study/speed/): each row set is then there to read. Interleaved on a CPU, whose
+    modes on some machines (plain compiled 5.4 ms interleaved, 3.0 ms in a row: docs/speed.md): each row set is then there to read. Interleaved on a CPU, whose
     speed drifts from minute to minute."""
     return ("sequential", "interleaved") if on_gpu else ("interleaved",)
 
@@ -354,18 +355,18 @@ def add_subcommand(sub) -> None:
     p.add_argument("--optical-modes", nargs="+", choices=[*COMPILE_MODES, "autotune"], default=None,
                    help="the optical model's modes (default: those of the plain model; on the GPU only cudagraphs, "
                         "the recommended mode: each optical mode costs minutes of compiling)")
-    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None, help="default: bf16 on GPU, fp32 on CPU")
+    p.add_argument("--dtype", choices=DTYPES, default=None, help="default: bf16 on GPU, fp32 on CPU")
     p.add_argument("--modes", nargs="+", choices=["eval", "train"], default=["eval", "train"])
     p.add_argument("--iters", type=int, default=None, help="timed rounds (default: 20 on a GPU, 10 on a CPU)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up calls per model (default: 5 on a GPU, 2 on a CPU)")
     p.add_argument("--no-reference", action="store_true", help="skip the reference implementation's layers")
-    p.add_argument("--cfg", default=None, help="optical config (default: transform_cfg.yaml)")
     p.add_argument("--attention-kernels", nargs="+", choices=["auto", "unfused"], default=["auto"],
                    help="optical attention as the fused kernel where it applies (auto) and/or as composed ops (unfused)")
     p.add_argument("--timing", nargs="+", choices=TIMINGS, default=None,
                    help="interleaved rounds (robust to a drifting machine) and/or each model's calls in a row "
                         "(default: both on a GPU, interleaved on a CPU)")
-    p.add_argument("--json", action="store_true")
+    add_model_options(p, model=False)
+    add_output_options(p)
     p.set_defaults(func=_run)
 
 
@@ -374,10 +375,9 @@ def _run(args) -> int:
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda: no CUDA device is available (allowed here: cpu)")
-    for name in ("batch", "seq", "iters"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise ConfigError(f"--{name} must be >= 1, got {value}")
+    check_values({"batch": args.batch, "seq": args.seq, "iters": args.iters, "warmup": args.warmup},
+                 {**dict.fromkeys(("batch", "seq", "iters"), integer(1)), "warmup": integer(0)},
+                 as_flags=True, unset_passes=True)
     sizes = None
     if args.sizes:
         sizes = []
@@ -386,13 +386,18 @@ def _run(args) -> int:
             if len(parts) != 2 or not all(p.isdigit() and int(p) >= 1 for p in parts):
                 raise ConfigError(f"--sizes: {text!r} is not BATCHxSEQ with both >= 1 (e.g. 32x128)")
             sizes.append((int(parts[0]), int(parts[1])))
+    with command_scope(args):
+        rows = _bench_from_args(args, sizes)
+    print_result(args, [asdict(r) for r in rows], lambda _: format_rows(rows))
+    return 0
+
+
+def _bench_from_args(args, sizes) -> list[Row]:
     import sys
 
-    rows = run_bench(args.device, args.shape, args.batch, args.seq, args.dtype, tuple(args.modes),
+    return run_bench(args.device, args.shape, args.batch, args.seq, args.dtype, tuple(args.modes),
                      compile_modes=["eager"] if args.no_compile else (["eager", "compiled"] if args.compile else args.compile_modes), warmup=args.warmup, iters=args.iters,
                      with_reference=not args.no_reference, cfg=args.cfg, sizes=sizes,
                      attention_kernels=tuple(args.attention_kernels), optical_modes=args.optical_modes,
                      timings=tuple(dict.fromkeys(args.timing)) if args.timing else None,
                      log=lambda line: print(line, file=sys.stderr, flush=True))
-    print(json.dumps([asdict(r) for r in rows], indent=2) if args.json else format_rows(rows))
-    return 0

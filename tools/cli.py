@@ -7,10 +7,9 @@ a traceback means a bug.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
+from .cli_args import add_model_options, add_output_options, command_scope, print_result
 from .errors import OptopassError
 
 EXIT_USER_ERROR = 2
@@ -24,34 +23,29 @@ def _add_transform(sub) -> None:
         "sentences, print what was rewritten and the output fidelity (SQNR of logits against the original), "
         "and optionally save the transformed model.",
     )
-    p.add_argument("--model", default="minilm", help="hub name, local folder, or 'minilm' for the bundled MiniLM-L6 encoder (default)")
-    p.add_argument("--cfg", default=None, help="optical config YAML (default: the shipped transform_cfg.yaml)")
+    add_model_options(p, model_help="hub name, local folder, or 'minilm' for the bundled MiniLM-L6 encoder (default)")
     p.add_argument("--num-labels", type=int, default=None, help="outputs of the classification head (a head is created if missing)")
-    p.add_argument("--out", default=None, help="save the transformed, calibrated model to this folder")
     p.add_argument("--calibrate-data", default=None, help="text file, one sentence per line (default: built-in sample sentences)")
     p.add_argument("--calibrate-batches", type=int, default=4, help="number of calibration batches (default 4)")
     p.add_argument("--batch-size", type=int, default=8, help="calibration batch size (default 8)")
     p.add_argument("--attn-implementation", choices=["sdpa", "eager"], default="sdpa")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the weights a checkpoint lacks, such as a new classification head (default 0)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_output_options(p, out_help="save the transformed, calibrated model to this folder (created or replaced)")
     p.set_defaults(func=_run_transform)
 
 
 def _run_transform(args) -> int:
-    from .transform_cmd import run_transform
+    from .transform_cmd import format_transform, run_transform
 
-    result = run_transform(
-        model=args.model, cfg=args.cfg, num_labels=args.num_labels, out=args.out,
-        calibrate_data=args.calibrate_data, calibrate_batches=args.calibrate_batches,
-        batch_size=args.batch_size, attn_implementation=args.attn_implementation, seed=args.seed,
-    )
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        from .transform_cmd import format_transform
-
-        print(format_transform(result))
+    with command_scope(args) as progress:
+        result = run_transform(
+            model=args.model, cfg=args.cfg, num_labels=args.num_labels, out=args.out,
+            calibrate_data=args.calibrate_data, calibrate_batches=args.calibrate_batches,
+            batch_size=args.batch_size, attn_implementation=args.attn_implementation, seed=args.seed,
+            progress=progress,
+        )
+    print_result(args, result, format_transform)
     return 0
 
 

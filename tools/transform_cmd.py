@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from .checks import check_values, integer
 from .errors import DataError
 from .samples import SAMPLE_SENTENCES
 
@@ -35,19 +36,21 @@ def sentence_batches(tokenizer, sentences: list[str], batch_size: int, n_batches
 
 def run_transform(*, model: str | None, cfg: str | None, num_labels: int | None = None, out: str | None = None,
                   calibrate_data: str | None = None, calibrate_batches: int = 4, batch_size: int = 8,
-                  attn_implementation: str = "sdpa", seed: int = 0) -> dict[str, Any]:
+                  attn_implementation: str = "sdpa", seed: int = 0, progress: bool = False) -> dict[str, Any]:
     """Run the transform job and return its result as a plain dict (what ``--json`` prints).
 
     `seed` draws the weights the checkpoint lacks (a new classification head), so a run's
-    fidelity figures repeat; the caller's global RNG state is left as it was."""
+    fidelity figures repeat; the caller's global RNG state is left as it was. `progress`
+    shows the calibration bar."""
     from .. import apply_optical_pass, calibrate, load_config, save
+    from .io import check_output_folder
     from .models import load_classifier, resolve_model_name
     from .report import sqnr_db, summarize
 
-    if calibrate_batches < 1 or batch_size < 1:
-        raise DataError(f"--calibrate-batches and --batch-size must be >= 1, got {calibrate_batches} and {batch_size}")
-    if seed < 0:
-        raise DataError(f"--seed must be >= 0, got {seed}")
+    check_values({"calibrate_batches": calibrate_batches, "batch_size": batch_size, "seed": seed},
+                 {"calibrate_batches": integer(1), "batch_size": integer(1), "seed": integer(0)}, as_flags=True)
+    if out is not None:
+        check_output_folder(out, "--out")
     config = load_config(cfg)  # validate before the (slow) model load
     sentences = read_sentences(calibrate_data)
     with torch.random.fork_rng(devices=[]):
@@ -56,7 +59,7 @@ def run_transform(*, model: str | None, cfg: str | None, num_labels: int | None 
     hf_model.eval()
     gm = apply_optical_pass(hf_model, config)
     batches = sentence_batches(tokenizer, sentences, batch_size, calibrate_batches)
-    calibrate(gm, batches)
+    calibrate(gm, batches, progress=progress)
     probe = batches[0]
     with torch.no_grad():
         ref = hf_model(**probe).logits

@@ -29,7 +29,7 @@ def test_sizes_give_rows_per_size(capsys):
     assert [(r["batch"], r["seq"]) for r in rows] == [(2, 8), (1, 16)]
 
 
-@pytest.mark.parametrize("argv,message", [(["--batch", "0"], "--batch must be >= 1"), (["--iters", "-3"], "--iters must be >= 1"),
+@pytest.mark.parametrize("argv,message", [(["--batch", "0"], "--batch: must be an integer >= 1"), (["--iters", "-3"], "--iters: must be an integer >= 1"),
                                           (["--sizes", "32x"], "--sizes: '32x' is not BATCHxSEQ"),
                                           (["--sizes", "0x8"], "--sizes: '0x8' is not BATCHxSEQ")])
 def test_bad_numbers_exit_2(capsys, argv, message):

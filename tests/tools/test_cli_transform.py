@@ -36,11 +36,22 @@ def test_json_reports_every_rewritten_site_and_fidelity(capsys, tiny_dir):
     assert result["fidelity"]["logits_sqnr_db"] > 0
 
 
-def test_table_and_out_folder_that_load_accepts(capsys, tiny_dir, tmp_path):
+def bar_lines(err: str) -> list[str]:
+    """The progress bars a run drew on stderr (tqdm draws 'NN%|' and 'it/s]')."""
+    return [line for line in err.splitlines() if "%|" in line or "it/s]" in line]
+
+
+@pytest.mark.parametrize("progress", ["--progress", "--no-progress"])
+def test_table_and_out_folder_that_load_accepts(capsys, tiny_dir, tmp_path, progress):
     out_dir = tmp_path / "optical"
-    code, out, _ = run(capsys, "--model", tiny_dir, "--out", out_dir, "--calibrate-batches", "1")
+    code, out, err = run(capsys, "--model", tiny_dir, "--out", out_dir, "--calibrate-batches", "1", progress)
     assert code == 0
     assert "kind" in out and "fidelity: logits SQNR" in out and f"saved to {out_dir}" in out
+    drawn = " ".join(bar_lines(err))
+    if progress == "--progress":  # calibration's own bar and transformers' shard writing
+        assert "calibrate" in drawn and "Writing model shards" in drawn
+    else:
+        assert drawn == ""
     gm = optopass.load(out_dir)
     assert len(optopass.report(gm)) == 16
 
@@ -77,6 +88,17 @@ def test_bad_config_is_one_line_exit_2_and_nothing_written(capsys, tiny_dir, tmp
     assert re.search(message, err)
     assert not out_dir.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".never")]
+
+
+@pytest.mark.parametrize("out", ["taken", "taken/below"])
+def test_out_that_is_a_file_is_one_line_exit_2_and_nothing_written(capsys, tiny_dir, tmp_path, out):
+    (tmp_path / "taken").write_text("a file of mine")
+    code, _, err = run(capsys, "--model", tiny_dir, "--out", tmp_path / out)
+    assert code == EXIT_USER_ERROR
+    assert err.startswith("optopass transform: error: --out: ") and err.count("\n") == 1
+    assert "an existing file, not a folder" in err
+    assert [p.name for p in tmp_path.iterdir()] == ["taken"]
+    assert (tmp_path / "taken").read_text() == "a file of mine"
 
 
 def test_missing_model_path(capsys, tmp_path):

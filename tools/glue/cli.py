@@ -8,19 +8,16 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
-from optopass.tools.errors import ConfigError
-from optopass.tools.glue.tasks import GLUE_TASKS, get_task
+from optopass.tools.checks import check_counts
+from optopass.tools.cli_args import DTYPES, add_model_options, add_output_options, command_scope, print_result
+from optopass.tools.errors import ConfigError, DataError
+from optopass.tools.glue.tasks import GLUE_TASKS, GlueTask, get_task
 
 SPLITS = ("validation", "validation_matched", "validation_mismatched")
-DTYPES = ("fp32", "bf16", "fp16")
-MODEL_HELP = "hub name, local folder, a folder written by optopass.save / optopass finetune, or 'minilm' (default)"
 
 
 def add_subcommand(sub) -> None:
@@ -30,17 +27,18 @@ def add_subcommand(sub) -> None:
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="minilm", help=MODEL_HELP)
+    add_model_options(p, cfg_help="optical config YAML; with it the optical transform is scored / trained")
     p.add_argument("--task", required=True, choices=list(GLUE_TASKS), help="GLUE task (hub config name)")
     p.add_argument("--glue-dir", default=None,
                    help="classic glue_data folder (default: $OPTOPASS_GLUE_DIR or the shared folder; else the hub)")
-    p.add_argument("--cfg", default=None, help="optical config YAML; with it the optical transform is scored / trained")
     p.add_argument("--calibrate-batches", type=int, default=32,
-                   help="training batches (of --calibrate-batch-size sentences) observed by calibration (default 32)")
+                   help="batches (of --calibrate-batch-size sentences) observed by calibration (default 32)")
+    p.add_argument("--calibrate-split", default="train", metavar="SPLIT",
+                   help="split whose sentences calibrate the ranges: train (default) or one of the task's "
+                        "validation splits (for a task with dev files only; the ranges then see the scored sentences)")
     p.add_argument("--calibrate-batch-size", type=int, default=32, help="sentences per calibration batch (default 32)")
     p.add_argument("--max-seq-length", type=int, default=128, help="longest tokenized input (default 128)")
     p.add_argument("--max-eval-samples", type=int, default=None, help="score only the first N validation rows")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 def _add_eval(sub) -> None:
@@ -48,7 +46,8 @@ def _add_eval(sub) -> None:
         "eval",
         help="score a model (and its optical transform) on a GLUE task",
         description="Score a sequence classifier on the validation split of a GLUE task. With --cfg the model is "
-        "also transformed into optical ops, calibrated on --calibrate-batches training batches (ranges frozen) and "
+        "also transformed into optical ops, calibrated on --calibrate-batches batches of --calibrate-split (default: "
+        "train; ranges frozen) and "
         "scored side by side. A folder written by optopass.save is scored as 'optical', its base weights without "
         "the optical ops as 'original'.",
     )
@@ -59,6 +58,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     p.add_argument("--dtype", choices=DTYPES, default="fp32", help="evaluation precision (autocast; default fp32)")
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration subset (default 0)")
+    add_output_options(p)
     p.set_defaults(func=_run_eval)
 
 
@@ -73,7 +73,8 @@ def _add_finetune(sub) -> None:
         "Runs under torchrun --nproc_per_node=N unchanged.",
     )
     _add_data_args(p)
-    p.add_argument("--out", required=True, help="output folder (replaced when training completes; checkpoints in OUT/checkpoints)")
+    add_output_options(p, out_required=True,
+                       out_help="output folder (replaced when training completes; checkpoints in OUT/checkpoints)")
     p.add_argument("--learning-rate", type=float, default=None,
                    help="peak learning rate (default: 1e-5 for an optical model, 2e-5 for a plain one)")
     p.add_argument("--num-train-epochs", type=float, default=3.0, help="epochs (default 3)")
@@ -105,32 +106,29 @@ def _add_finetune(sub) -> None:
 
 
 def _run_eval(args) -> int:
-    with _stdout_for_json(args.json):
-        result = _eval_from_args(args)
-    print(json.dumps(result, indent=2) if args.json else format_eval(result))
+    with command_scope(args) as progress:
+        result = _eval_from_args(args, progress)
+    print_result(args, result, format_eval)
     return 0
 
 
-def _stdout_for_json(as_json: bool) -> contextlib.AbstractContextManager:
-    """With --json, stdout holds the JSON document only: whatever the run prints (the Trainer's
-    log lines, progress) goes to stderr."""
-    return contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
-
-
-def _eval_from_args(args) -> dict[str, Any]:
+def _eval_from_args(args, progress: bool) -> dict[str, Any]:
     return run_eval(
         model=args.model, task=args.task, glue_dir=args.glue_dir, cfg=args.cfg,
-        calibrate_batches=args.calibrate_batches, calibrate_batch_size=args.calibrate_batch_size, split=args.split,
+        calibrate_batches=args.calibrate_batches, calibrate_batch_size=args.calibrate_batch_size,
+        calibrate_split=args.calibrate_split, split=args.split,
         batch_size=args.batch_size, max_eval_samples=args.max_eval_samples, max_seq_length=args.max_seq_length,
-        device=args.device, dtype=args.dtype, seed=args.seed,
+        device=args.device, dtype=args.dtype, seed=args.seed, progress=progress,
     )
 
 
 def run_eval(*, model: str, task: str, glue_dir: str | None = None, cfg: str | None = None,
-             calibrate_batches: int = 32, calibrate_batch_size: int = 32, split: str | None = None,
-             batch_size: int = 32, max_eval_samples: int | None = None, max_seq_length: int = 128,
-             device: str | None = None, dtype: str = "fp32", seed: int = 0) -> dict[str, Any]:
-    """Scores ``model`` (and, with ``cfg``, its calibrated optical transform) on ``task``.
+             calibrate_batches: int = 32, calibrate_batch_size: int = 32, calibrate_split: str = "train",
+             split: str | None = None, batch_size: int = 32, max_eval_samples: int | None = None,
+             max_seq_length: int = 128, device: str | None = None, dtype: str = "fp32", seed: int = 0,
+             progress: bool = False) -> dict[str, Any]:
+    """Scores ``model`` (and, with ``cfg``, its calibrated optical transform, calibrated on
+    ``calibrate_split``) on ``task``; ``progress`` shows the evaluation and calibration bars.
 
     Returns:
         ``{"task": ..., "n_examples": ..., "original": {metric: value}, "optical": {...}}``;
@@ -142,18 +140,21 @@ def run_eval(*, model: str, task: str, glue_dir: str | None = None, cfg: str | N
     from optopass.tools.models import load_classifier
 
     spec = get_task(task)
-    check_numbers(calibrate_batches=calibrate_batches, calibrate_batch_size=calibrate_batch_size,
-                  batch_size=batch_size, max_seq_length=max_seq_length, max_eval_samples=max_eval_samples)
+    check_counts(as_flags=True, calibrate_batches=calibrate_batches, calibrate_batch_size=calibrate_batch_size,
+                 batch_size=batch_size, max_seq_length=max_seq_length, max_eval_samples=max_eval_samples)
+    check_calibrate_split(spec, calibrate_split)
     split = split or spec.validation_splits[0]
     saved = is_saved_transform(model)
     if saved and cfg is not None:
         raise ConfigError(f"--cfg: {model} is already an optical model (written by optopass.save); drop --cfg")
     config = load_config(cfg) if cfg is not None else None  # validated before the slow model load
     glue_dir = resolve_glue_dir(glue_dir)
-    check_data(task, [split] + (["train"] if config is not None else []), glue_dir)
+    check_data(task, [split], glue_dir)
+    if config is not None:
+        check_calibration_data(spec, calibrate_split, glue_dir)
 
     opts = dict(glue_dir=glue_dir, split=split, batch_size=batch_size, max_seq_length=max_seq_length,
-                max_eval_samples=max_eval_samples, device=device, dtype=dtype)
+                max_eval_samples=max_eval_samples, device=device, dtype=dtype, progress=progress)
     result: dict[str, Any] = {"task": task}
     if saved:
         gm, tokenizer = pipeline.load_model(model, task)
@@ -167,8 +168,8 @@ def run_eval(*, model: str, task: str, glue_dir: str | None = None, cfg: str | N
     result.update(n_examples=n, original=original_metrics)
     if config is not None:
         gm, _ = pipeline.transform(hf_model, task, config, calibrate_batches, tokenizer=tokenizer, glue_dir=glue_dir,
-                                   calibrate_batch_size=calibrate_batch_size, max_seq_length=max_seq_length,
-                                   device=device, seed=seed)
+                                   calibrate_batch_size=calibrate_batch_size, calibrate_split=calibrate_split,
+                                   max_seq_length=max_seq_length, device=device, seed=seed, progress=progress)
         result["optical"], _ = pipeline.score(gm, task, tokenizer, **opts)
     return result
 
@@ -189,18 +190,18 @@ def format_eval(result: dict[str, Any]) -> str:
 
 
 def _run_finetune(args) -> int:
-    with _stdout_for_json(args.json):
-        result = _finetune_from_args(args)
+    with command_scope(args) as progress:
+        result = _finetune_from_args(args, progress)
     if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps(result, indent=2) if args.json else format_finetune(result))
+        print_result(args, result, format_finetune)
     return 0
 
 
-def _finetune_from_args(args) -> dict[str, Any]:
+def _finetune_from_args(args, progress: bool) -> dict[str, Any]:
     return run_finetune(
         model=args.model, task=args.task, out=args.out, glue_dir=args.glue_dir, cfg=args.cfg,
         calibrate_batches=args.calibrate_batches, calibrate_batch_size=args.calibrate_batch_size,
-        ft_stats=args.ft_stats, resume=args.resume,
+        calibrate_split=args.calibrate_split, ft_stats=args.ft_stats, resume=args.resume, progress=progress,
         learning_rate=args.learning_rate, num_train_epochs=args.num_train_epochs, max_steps=args.max_steps,
         per_device_train_batch_size=args.per_device_train_batch_size,
         per_device_eval_batch_size=args.per_device_eval_batch_size, seed=args.seed, bf16=args.bf16, fp16=args.fp16,
@@ -212,10 +213,11 @@ def _finetune_from_args(args) -> dict[str, Any]:
 
 
 def run_finetune(*, model: str, task: str, out: str, glue_dir: str | None = None, cfg: str | None = None,
-                 calibrate_batches: int = 32, calibrate_batch_size: int = 32, ft_stats: str = "frozen",
-                 resume: bool = False, seed: int = 42, max_seq_length: int = 128,
-                 **train_kwargs: Any) -> dict[str, Any]:
-    """Fine-tunes ``model`` (its calibrated optical transform with ``cfg``) and writes ``out``.
+                 calibrate_batches: int = 32, calibrate_batch_size: int = 32, calibrate_split: str = "train",
+                 ft_stats: str = "frozen", resume: bool = False, seed: int = 42, max_seq_length: int = 128,
+                 progress: bool = False, **train_kwargs: Any) -> dict[str, Any]:
+    """Fine-tunes ``model`` (its calibrated optical transform with ``cfg``, calibrated on
+    ``calibrate_split``) and writes ``out``; ``progress`` shows the bars of calibration and training.
 
     Returns:
         ``{"task", "output_dir", "optical", "metrics", "global_step", "best_checkpoint",
@@ -224,30 +226,31 @@ def run_finetune(*, model: str, task: str, out: str, glue_dir: str | None = None
     from optopass import load_config
     from optopass.tools.glue import pipeline
     from optopass.tools.glue.trainer import check_options, finetune
-    from optopass.tools.io import is_saved_transform
+    from optopass.tools.io import check_output_folder, is_saved_transform
 
     spec = get_task(task)
-    check_numbers(calibrate_batches=calibrate_batches, calibrate_batch_size=calibrate_batch_size)
-    try:
-        check_options(max_seq_length=max_seq_length, ft_stats=ft_stats, **train_kwargs)
-    except ConfigError as err:  # name the flag, not the Python option
-        name, _, rest = str(err).partition(":")
-        raise ConfigError(f"--{name.replace('_', '-')}:{rest}" if rest else str(err)) from None
+    check_counts(as_flags=True, calibrate_batches=calibrate_batches, calibrate_batch_size=calibrate_batch_size)
+    check_options(as_flags=True, max_seq_length=max_seq_length, ft_stats=ft_stats, **train_kwargs)
+    check_calibrate_split(spec, calibrate_split)
+    check_output_folder(out, "--out")
     saved = is_saved_transform(model)
     if saved and cfg is not None:
         raise ConfigError(f"--cfg: {model} is already an optical model (written by optopass.save); drop --cfg")
     config = load_config(cfg) if cfg is not None else None
     glue_dir = resolve_glue_dir(glue_dir)
     check_data(task, ["train", spec.validation_splits[0]], glue_dir)
+    if config is not None:
+        check_calibration_data(spec, calibrate_split, glue_dir)
 
     loaded, tokenizer = pipeline.load_model(model, task)
     if config is not None:
         loaded, _ = pipeline.transform(loaded, task, config, calibrate_batches, tokenizer=tokenizer,
                                        glue_dir=glue_dir, calibrate_batch_size=calibrate_batch_size,
-                                       max_seq_length=max_seq_length, seed=seed)
+                                       calibrate_split=calibrate_split, max_seq_length=max_seq_length, seed=seed,
+                                       progress=progress)
     trained = finetune(loaded, task, tokenizer, glue_dir=glue_dir, output_dir=out, seed=seed,
                        max_seq_length=max_seq_length, ft_stats=ft_stats, resume_from_checkpoint=resume or None,
-                       **train_kwargs)
+                       progress=progress, **train_kwargs)
     best = trained.best_checkpoint
     return {
         "task": task,
@@ -296,12 +299,19 @@ def check_data(task: str, splits: list[str], glue_dir: Path | None) -> None:
         glue_file(spec, split, glue_dir)
 
 
-def check_numbers(**values: int | float | None) -> None:
-    """Each given count must be an integer >= 1 (None: not set)."""
-    for name, value in values.items():
-        if value is None:
-            continue
-        is_int = isinstance(value, int) and not isinstance(value, bool)
-        if not is_int or value < 1:
-            flag = "--" + name.replace("_", "-")
-            raise ConfigError(f"{flag}: must be an integer >= 1, got {value!r}")
+def check_calibrate_split(spec: GlueTask, split: str) -> None:
+    """``--calibrate-split`` must be a labelled split of the task: train or a validation split."""
+    allowed = ("train", *spec.validation_splits)
+    if split not in allowed:
+        raise ConfigError(f"--calibrate-split: {spec.name} has no split {split!r}; allowed: {', '.join(allowed)}")
+
+
+def check_calibration_data(spec: GlueTask, split: str, glue_dir: Path | None) -> None:
+    """Like :func:`check_data` for the calibration split; a missing file names the option
+    that picks another split."""
+    try:
+        check_data(spec.name, [split], glue_dir)
+    except DataError as err:
+        others = ", ".join(s for s in ("train", *spec.validation_splits) if s != split)
+        raise DataError(f"{err}; calibration reads it: calibrate on another split with "
+                        f"--calibrate-split ({others})") from None

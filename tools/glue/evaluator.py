@@ -18,6 +18,7 @@ import datasets
 import torch
 from tqdm.auto import tqdm
 
+from optopass.tools.checks import check_counts
 from optopass.tools.errors import ConfigError, DataError
 from optopass.tools.glue.data import load_glue
 from optopass.tools.glue.metrics import compute_glue_metrics
@@ -133,7 +134,7 @@ def evaluate_glue(
         ConfigError: ``dtype``, ``batch_size``, ``max_seq_length`` or ``limit`` is invalid.
     """
     autocast_dtype = _autocast_dtype(dtype)
-    _check_positive(batch_size=batch_size, max_seq_length=max_seq_length, limit=limit)
+    check_counts(batch_size=batch_size, max_seq_length=max_seq_length, limit=limit)
     split = split or get_task(task).validation_splits[0]
     dataset = load_glue(task, split, glue_dir)
     if limit is not None:
@@ -241,11 +242,3 @@ def _autocast_dtype(dtype: str | None) -> torch.dtype | None:
         allowed = ", ".join(AUTOCAST_DTYPES)
         raise ConfigError(f"dtype: unknown value {dtype!r}; allowed: {allowed}")
     return AUTOCAST_DTYPES[dtype]
-
-
-def _check_positive(**options: int | None) -> None:
-    """Each option, when set, must be an integer of at least 1."""
-    for name, value in options.items():
-        is_int = isinstance(value, int) and not isinstance(value, bool)
-        if value is not None and not (is_int and value >= 1):
-            raise ConfigError(f"{name}: must be an integer >= 1, got {value!r}")

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from optopass.tools.checks import check_counts
 from optopass.tools.config import DEFAULT_SKIP
 from optopass.tools.errors import ConfigError, ModelLoadError
 from optopass.tools.glue.data import load_glue
@@ -139,11 +140,10 @@ def score(model: nn.Module, task: str, tokenizer: Any, *, glue_dir=None, split: 
 
 def calibration_batches(task: str, tokenizer: Any, n_batches: int, *, input_names, glue_dir=None,
                         batch_size: int = DEFAULT_CALIBRATE_BATCH_SIZE, max_seq_length: int = 128,
-                        seed: int = 0) -> list[dict[str, torch.Tensor]]:
-    """``n_batches`` padded batches of training sentences (a shuffled subset fixed by ``seed``)."""
-    if not isinstance(n_batches, int) or n_batches < 1:
-        raise ConfigError(f"calibrate_batches: must be an integer >= 1, got {n_batches!r}")
-    rows = glue_split(task, "train", tokenizer, glue_dir=glue_dir, max_seq_length=max_seq_length,
+                        seed: int = 0, split: str = "train") -> list[dict[str, torch.Tensor]]:
+    """``n_batches`` padded batches of ``split``'s sentences (a shuffled subset fixed by ``seed``)."""
+    check_counts(calibrate_batches=n_batches)
+    rows = glue_split(task, split, tokenizer, glue_dir=glue_dir, max_seq_length=max_seq_length,
                       max_samples=n_batches * batch_size, shuffle_seed=seed)
     names = [name for name in input_names if name in rows.column_names]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -277,10 +277,10 @@ def reset_head(model: nn.Module, seed: int) -> int:
 
 def transform(original: nn.Module | str, task: str, cfg=None, calibrate_batches: int = DEFAULT_CALIBRATE_BATCHES, *,
               tokenizer: Any = None, glue_dir=None, calibrate_batch_size: int = DEFAULT_CALIBRATE_BATCH_SIZE,
-              max_seq_length: int = 128, device: str | torch.device | None = None, seed: int = 0,
-              progress: bool = False) -> tuple[nn.Module, Any]:
+              calibrate_split: str = "train", max_seq_length: int = 128, device: str | torch.device | None = None,
+              seed: int = 0, progress: bool = False) -> tuple[nn.Module, Any]:
     """(optical model, tokenizer): a copy of ``original`` transformed with ``cfg`` and
-    calibrated on ``calibrate_batches`` training batches, ranges frozen. ``original`` (a model
+    calibrated on ``calibrate_batches`` batches of ``calibrate_split``, ranges frozen. ``original`` (a model
     or a folder) is left untouched: the optical model gets its own copy of the weights."""
     from optopass import apply_optical_pass, calibrate, load_config
 
@@ -298,7 +298,7 @@ def transform(original: nn.Module | str, task: str, cfg=None, calibrate_batches:
     gm = apply_optical_pass(model, config)
     batches = calibration_batches(task, tokenizer, calibrate_batches, input_names=gm.capture_info.input_names,
                                   glue_dir=glue_dir, batch_size=calibrate_batch_size,
-                                  max_seq_length=max_seq_length, seed=seed)
+                                  max_seq_length=max_seq_length, seed=seed, split=calibrate_split)
     calibrate(gm, batches, progress=progress)
     return gm, tokenizer
 

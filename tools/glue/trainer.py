@@ -57,9 +57,9 @@ Checkpoints live in ``output_dir/checkpoints`` and move along with it.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -72,6 +72,7 @@ import torch
 from torch import nn
 from transformers import Trainer, TrainingArguments
 
+from optopass.tools.checks import check_values, integer, is_int, number, one_of, option_name
 from optopass.tools.errors import ConfigError, DataError
 from optopass.tools.glue.data import load_glue
 from optopass.tools.glue.evaluator import pad_batch, tokenize_glue
@@ -521,68 +522,37 @@ def _resolve_resume(resume: str | bool | None, checkpoint_dir: Path) -> str | No
     return str(resume)
 
 
-def _positive_int(value) -> bool:
-    return _is_int(value) and value >= 1
-
-
-def _optional_positive_int(value) -> bool:
-    return value is None or _positive_int(value)
-
-
-def _positive_number(value) -> bool:
-    return _is_number(value) and math.isfinite(value) and value > 0
-
-
-def _non_negative_number(value) -> bool:
-    return _is_number(value) and math.isfinite(value) and value >= 0
-
-
 # option -> (test, what is allowed)
 _OPTION_RULES = {
-    "learning_rate": (_positive_number, "a number > 0"),
-    "num_train_epochs": (_positive_number, "a number > 0"),
-    "max_steps": (lambda v: _is_int(v) and (v == -1 or v >= 1), "-1 (train num_train_epochs) or an integer >= 1"),
-    "per_device_train_batch_size": (_positive_int, "an integer >= 1"),
-    "per_device_eval_batch_size": (_positive_int, "an integer >= 1"),
-    "max_seq_length": (_positive_int, "an integer >= 1"),
-    "save_total_limit": (_positive_int, "an integer >= 1"),
-    "logging_steps": (_positive_int, "an integer >= 1"),
-    "max_train_samples": (_optional_positive_int, "an integer >= 1, or unset"),
-    "max_eval_samples": (_optional_positive_int, "an integer >= 1, or unset"),
-    "eval_steps": (_optional_positive_int, "an integer >= 1, or unset"),
-    "warmup_ratio": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "weight_decay": (_non_negative_number, "a number >= 0"),
-    "max_grad_norm": (_non_negative_number, "a number >= 0"),
-    "eval_strategy": (lambda v: v in EVAL_STRATEGIES, "one of " + ", ".join(EVAL_STRATEGIES)),
-    "ft_stats": (lambda v: v in FT_STATS_MODES, "one of " + ", ".join(FT_STATS_MODES)),
+    "learning_rate": number(above=0, optional=True),  # None: the model's default
+    "num_train_epochs": number(above=0),
+    "max_steps": (lambda v: is_int(v) and (v == -1 or v >= 1), "-1 (train num_train_epochs) or an integer >= 1"),
+    **dict.fromkeys(("per_device_train_batch_size", "per_device_eval_batch_size", "max_seq_length",
+                     "save_total_limit", "logging_steps"), integer(1)),
+    **dict.fromkeys(("max_train_samples", "max_eval_samples", "eval_steps"), integer(1, optional=True)),
+    "warmup_ratio": number(at_least=0, below=1),
+    **dict.fromkeys(("weight_decay", "max_grad_norm"), number(at_least=0)),
+    "eval_strategy": one_of(EVAL_STRATEGIES),
+    "ft_stats": one_of(FT_STATS_MODES),
 }
 
 
-def check_options(**options: Any) -> None:
+def check_options(*, as_flags: bool = False, **options: Any) -> None:
     """Checks the :func:`finetune` options that are given (``learning_rate=None`` means the
     default and passes).
+
+    Args:
+        as_flags: name the options as the command line's flags (``--max-steps``).
+        **options: option name -> value.
 
     Raises:
         ConfigError: one line naming the first option out of range and what is allowed.
     """
-    for name, value in options.items():
-        rule = _OPTION_RULES.get(name)
-        if rule is None or (name == "learning_rate" and value is None):
-            continue
-        test, allowed = rule
-        if not test(value):
-            raise ConfigError(f"{name}: must be {allowed}, got {value!r}")
+    check_values(options, _OPTION_RULES, as_flags=as_flags)
+    name = functools.partial(option_name, as_flag=as_flags)
     if options.get("eval_strategy") == "steps" and options.get("eval_steps") is None:
-        raise ConfigError("eval_steps: required with eval_strategy='steps'")
+        raise ConfigError(f"{name('eval_steps')}: required with {name('eval_strategy')} steps")
     if options.get("bf16") and options.get("fp16"):
-        raise ConfigError("bf16 and fp16: choose one mixed precision, not both")
+        raise ConfigError(f"{name('bf16')} and {name('fp16')}: choose one mixed precision, not both")
     if options.get("fp16") and (options.get("use_cpu") or not torch.cuda.is_available()):
-        raise ConfigError("fp16: needs a CUDA device; use bf16 on the CPU")
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+        raise ConfigError(f"{name('fp16')}: needs a CUDA device; use {name('bf16')} on the CPU")
