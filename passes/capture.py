@@ -5,12 +5,22 @@ serves every batch size and sequence length. The model is captured in training m
 dropouts appear in the graph; ``passes/train_mode.py`` then makes them follow ``.train()`` /
 ``.eval()`` of the returned module. Each node keeps its origin module path
 (``node.meta["nn_module_stack"]``).
+
+Text encoders take token ids; vision encoders (ViT) ``pixel_values`` and speech encoders
+(Wav2Vec2, HuBERT) ``input_values``, and example inputs of each kind are built from the config.
+Training-time randomness that a model draws on the host on every call (the SpecAugment masks of
+the speech encoders, drawn with numpy; LayerDrop, a Python branch on a random number) cannot
+be recorded in a graph: it is turned off for the capture, the captured model trains without it
+(its evaluation is the same), and the capture says so in a warning and in ``CaptureInfo``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +48,8 @@ class CaptureInfo:
         problem_type: the HF config's problem_type (None: inferred as HF does).
         model_class: class name of the captured model, for messages and save/load.
         hf_model: the original HF model (not a submodule), used by ``save``.
+        training_randomness_off: config attribute -> its value, for the training-time
+            randomness turned off for the capture (see the module docstring).
     """
 
     input_names: tuple[str, ...]
@@ -46,6 +58,7 @@ class CaptureInfo:
     problem_type: str | None = None
     model_class: str = ""
     hf_model: Any = None
+    training_randomness_off: dict[str, Any] = field(default_factory=dict)
 
 
 class OpticalGraphModule(torch.fx.GraphModule):
@@ -164,13 +177,22 @@ def _is_hf(model: nn.Module) -> bool:
 
 
 def hf_example_inputs(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Example keyword inputs for an HF encoder, built from its config (token ids from a
+    """Example keyword inputs for an HF encoder, built from its config: token ids, or
+    ``pixel_values`` for a vision encoder, ``input_values`` for a speech encoder (drawn from a
     generator of their own: the global RNG is not touched)."""
     params = inspect.signature(model.forward).parameters
     cfg = model.config
     device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(0)
+    if "input_values" in params:  # raw audio: enough samples for EXAMPLE_SEQ frames of the conv encoder
+        return {"input_values": torch.randn(EXAMPLE_BATCH, _audio_samples(cfg, EXAMPLE_SEQ), generator=generator).to(device)}
+    if "pixel_values" in params:
+        size = cfg.image_size if isinstance(cfg.image_size, int) else tuple(cfg.image_size)
+        height, width = (size, size) if isinstance(size, int) else size
+        shape = (EXAMPLE_BATCH, cfg.num_channels, height, width)
+        return {"pixel_values": torch.randn(shape, generator=generator).to(device)}
     low = min(3, cfg.vocab_size - 1)
-    ids = torch.randint(low, cfg.vocab_size, (EXAMPLE_BATCH, EXAMPLE_SEQ), generator=torch.Generator().manual_seed(0))
+    ids = torch.randint(low, cfg.vocab_size, (EXAMPLE_BATCH, EXAMPLE_SEQ), generator=generator)
     ids = ids.to(device)
     mask = torch.ones_like(ids)
     mask[-1, EXAMPLE_SEQ // 2 :] = 0
@@ -178,6 +200,14 @@ def hf_example_inputs(model: nn.Module) -> dict[str, torch.Tensor]:
     if "token_type_ids" in params and getattr(cfg, "type_vocab_size", 0):
         inputs["token_type_ids"] = torch.zeros_like(ids)
     return inputs
+
+
+def _audio_samples(cfg, frames: int) -> int:
+    """Samples of raw audio that the config's convolutional feature encoder turns into `frames`."""
+    samples = frames
+    for kernel, stride in reversed(list(zip(cfg.conv_kernel, cfg.conv_stride))):
+        samples = (samples - 1) * stride + kernel
+    return samples
 
 
 def _dynamic_shapes(model: nn.Module, inputs: dict[str, Any]):
@@ -219,18 +249,52 @@ def capture(model: nn.Module, example_inputs: dict[str, Any] | tuple | None = No
     was_training = model.training
     model.train()
     try:
-        ep = _export(model, example_inputs, hf)
+        with _training_randomness_off(model) as turned_off:
+            ep = _export(model, example_inputs, hf)
     finally:
         model.train(was_training)
     exported = ep.module()
     gm = OpticalGraphModule(exported, exported.graph, class_name=type(model).__name__)
     gm.meta.update(exported.meta)
     gm.capture_info = _capture_info(model, example_inputs, hf)
-    return PassResult(gm, True, record={"model_class": type(model).__name__, "inputs": list(example_inputs)})
+    gm.capture_info.training_randomness_off = dict(turned_off)
+    if turned_off:
+        what = " and ".join(f"{'SpecAugment' if name == 'apply_spec_augment' else 'LayerDrop'} ({name}={value!r})"
+                            for name, value in turned_off.items())
+        warnings.warn(f"{type(model).__name__}: captured without {what}: training-time randomness drawn on the host, "
+                      "which torch.export cannot record; the captured model trains without it and evaluates as the "
+                      "original", stacklevel=2)
+    return PassResult(gm, True, record={"model_class": type(model).__name__, "inputs": list(example_inputs),
+                                        "training_randomness_off": dict(turned_off)})
+
+
+@contextlib.contextmanager
+def _training_randomness_off(model: nn.Module) -> Iterator[dict[str, Any]]:
+    """Turns off, for the capture, the training-time randomness that an HF config enables and
+    that the model draws on the host on every call: SpecAugment (``apply_spec_augment`` with a
+    mask probability > 0) and LayerDrop (``layerdrop``, ``encoder_layerdrop``, ...). Yields
+    what it turned off (attribute -> the config's value), put back afterwards."""
+    config = getattr(model, "config", None)
+    off: dict[str, Any] = {}
+    if config is not None:
+        masking = getattr(config, "mask_time_prob", 0) > 0 or getattr(config, "mask_feature_prob", 0) > 0
+        if getattr(config, "apply_spec_augment", False) and masking:
+            off["apply_spec_augment"] = False
+        off.update({name: 0.0 for name, value in vars(config).items()
+                    if name.endswith("layerdrop") and isinstance(value, (int, float)) and value > 0})
+    saved = {name: getattr(config, name) for name in off}
+    for name, value in off.items():
+        setattr(config, name, value)
+    try:
+        yield saved
+    finally:
+        for name, value in saved.items():
+            setattr(config, name, value)
 
 
 def _export(model: nn.Module, inputs: dict[str, Any], hf: bool):
-    attempts = [_dynamic_shapes(model, inputs)] if hf else []
+    # named batch/seq dims for token inputs; images and audio take export's own (Dim.AUTO)
+    attempts = [_dynamic_shapes(model, inputs)] if hf and set(inputs) <= set(HF_INPUTS) else []
     attempts.append(_auto_shapes(inputs))
     last: Exception | None = None
     for shapes in attempts:

@@ -194,3 +194,62 @@ def test_pickling_the_whole_module_names_the_supported_way(tiny):
     state = io.BytesIO()
     torch.save(gm.state_dict(), state)  # the state dict does
     assert state.tell() > 0
+
+
+# Vision and speech encoders: example inputs from the config, eval bit-identical under bypass.
+BYPASS = {"fc": {"q_bypass": True}, "attn": {"q_bypass": True}}
+
+
+def _tiny_vit() -> nn.Module:
+    from transformers import ViTConfig, ViTForImageClassification
+
+    config = ViTConfig(image_size=16, patch_size=8, num_channels=3, hidden_size=32, num_hidden_layers=2,
+                       num_attention_heads=4, intermediate_size=64, num_labels=3)
+    torch.manual_seed(0)
+    return ViTForImageClassification(config).eval()
+
+
+def _tiny_wav2vec2() -> nn.Module:
+    """A 2-layer Wav2Vec2 audio classifier with its training-time SpecAugment and LayerDrop on
+    (the config's defaults), the randomness that torch.export cannot record."""
+    from transformers import Wav2Vec2Config, Wav2Vec2ForSequenceClassification
+
+    config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                            conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 4), num_conv_pos_embeddings=16,
+                            num_conv_pos_embedding_groups=4, classifier_proj_size=16, num_labels=3)
+    assert config.apply_spec_augment and config.mask_time_prob > 0 and config.layerdrop > 0
+    torch.manual_seed(0)
+    return Wav2Vec2ForSequenceClassification(config).eval()
+
+
+def test_a_vit_classifier_captures_from_its_config(graph_checker):
+    model = _tiny_vit()
+    gm = optopass.apply_optical_pass(model, BYPASS)
+    graph_checker(gm)
+    assert gm.capture_info.input_names == ("pixel_values",)
+    for batch in (1, 3):
+        pixels = torch.randn(batch, 3, 16, 16)
+        with torch.no_grad():
+            assert torch.equal(gm(pixel_values=pixels).logits, model(pixel_values=pixels).logits)
+
+
+def test_a_wav2vec2_classifier_captures_without_its_host_drawn_training_randomness(graph_checker):
+    model = _tiny_wav2vec2()
+    with pytest.warns(UserWarning, match=r"without SpecAugment \(apply_spec_augment=True\) and LayerDrop "
+                                         r"\(layerdrop=0\.1\).*trains without it"):
+        gm = optopass.apply_optical_pass(model, BYPASS)
+    graph_checker(gm)
+    assert gm.capture_info.input_names == ("input_values",)
+    assert gm.capture_info.training_randomness_off == {"apply_spec_augment": True, "layerdrop": 0.1}
+    assert model.config.apply_spec_augment and model.config.layerdrop == 0.1  # put back
+    statuses = {r.site: r.status for r in gm.optical_record.sites}
+    assert {site for site, status in statuses.items() if status != "bypassed"} <= {"projector", "classifier"}
+    assert statuses["wav2vec2.encoder.layers.1.feed_forward.output_dense"] == "bypassed"
+    for batch, samples in ((1, 45), (2, 400), (3, 1600)):  # batch and length stay dynamic
+        audio = torch.randn(batch, samples, generator=torch.Generator().manual_seed(samples))
+        with torch.no_grad():
+            assert torch.equal(gm(input_values=audio).logits, model(input_values=audio).logits)
+    gm.train()
+    out = gm(input_values=torch.randn(2, 400), labels=torch.tensor([0, 2]))
+    out.loss.backward()
+    assert model.classifier.weight.grad is not None and torch.isfinite(out.loss)
