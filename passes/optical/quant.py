@@ -277,9 +277,10 @@ def shot_noise(y: Tensor, magnitude: Tensor, photons_per_unit: Tensor, detector_
     s = photons_per_unit.float()
     lam_pos = torch.clamp(0.5 * s * (magnitude + y), min=0.0)
     lam_neg = torch.clamp(0.5 * s * (magnitude - y), min=0.0)
-    z_pos, z_neg = normal_pair(stream_uniform(shape, key, 1, device), stream_uniform(shape, key, 2, device))
-    count = photon_count(lam_pos, stream_uniform(shape, key, 3, device), z_pos)
-    count = count - photon_count(lam_neg, stream_uniform(shape, key, 4, device), z_neg)
+    z = torch.stack(normal_pair(stream_uniform(shape, key, 1, device), stream_uniform(shape, key, 2, device)))
+    u = torch.stack([stream_uniform(shape, key, 3, device), stream_uniform(shape, key, 4, device)])
+    counts = photon_count(torch.stack([lam_pos, lam_neg]), u, z)  # both rails in one chain
+    count = counts[0] - counts[1]
     if detector_noise is not None:
         d_pos, d_neg = normal_pair(stream_uniform(shape, key, 5, device), stream_uniform(shape, key, 6, device))
         count = count + detector_noise * (d_pos - d_neg)
