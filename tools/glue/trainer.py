@@ -466,38 +466,25 @@ def _flatten(values) -> list[float]:
     return [float(values)]
 
 
-def _training_arguments(checkpoint_dir: Path, headline: str, *, learning_rate, num_train_epochs, max_steps,
-                        per_device_train_batch_size, per_device_eval_batch_size, seed, bf16, fp16, warmup_ratio,
-                        weight_decay, max_grad_norm, eval_strategy, eval_steps, load_best_model_at_end,
-                        save_total_limit, logging_steps, dataloader_num_workers, progress, use_cpu, overrides):
+def _training_arguments(checkpoint_dir: Path, headline: str, *, warmup_ratio, eval_strategy, eval_steps, progress,
+                        use_cpu, overrides, **same_named):
+    """The run's ``TrainingArguments``: the `same_named` options (``learning_rate``, ``seed``,
+    ``bf16``, ``save_total_limit``, ...) are fields of the same name; the rest are set here."""
     values = dict(
+        same_named,
         output_dir=str(checkpoint_dir),
-        learning_rate=learning_rate,
-        num_train_epochs=num_train_epochs,
-        max_steps=max_steps,
-        per_device_train_batch_size=per_device_train_batch_size,
-        per_device_eval_batch_size=per_device_eval_batch_size,
-        seed=seed,
-        bf16=bf16,
-        fp16=fp16,
         warmup_steps=warmup_ratio,  # a float in [0, 1) is a share of the total steps
         lr_scheduler_type="linear",
-        weight_decay=weight_decay,
-        max_grad_norm=max_grad_norm,
         eval_strategy=eval_strategy,
-        save_strategy=eval_strategy if eval_strategy != "no" else "no",
+        save_strategy=eval_strategy,  # checkpoints when evaluating, so that the best one can be kept
         eval_steps=eval_steps,
         save_steps=eval_steps,
-        load_best_model_at_end=load_best_model_at_end,
         metric_for_best_model=headline,
         greater_is_better=True,
-        save_total_limit=save_total_limit,
-        logging_steps=logging_steps,
         report_to="none",
         remove_unused_columns=False,
         label_names=["labels"],
         ddp_find_unused_parameters=False,
-        dataloader_num_workers=dataloader_num_workers,
         dataloader_pin_memory=torch.cuda.is_available() and not use_cpu,
         disable_tqdm=not progress,
         use_cpu=use_cpu,
