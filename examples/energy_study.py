@@ -36,6 +36,9 @@ Examples::
     # the op-level scaling law alone (CPU, a minute)
     python examples/energy_study.py --scaling-only
 
+    # the tables and figures again from a run's CSV and JSON files
+    python examples/energy_study.py --render results/energy_minilm --out results/energy_minilm
+
 User errors print one line and exit with status 2.
 """
 
@@ -96,6 +99,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--widths", nargs="+", type=int, default=list(DEFAULT_WIDTHS), help="scaling-law widths d")
     p.add_argument("--target-snr-db", type=float, default=20.0, help="scaling law: output SNR to reach")
     p.add_argument("--scaling-only", action="store_true", help="only the op-level scaling law")
+    p.add_argument("--render", default=None, metavar="DIR",
+                   help="write the tables and figures again from a run's CSV and JSON files in DIR (into --out)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p.parse_args(argv)
 
@@ -348,14 +353,15 @@ def glue_tables(rows, found, extra, args) -> str:
         lines.append(f"| {p:g} | " + " | ".join(cell("ptq", t, p) for t in args.tasks) + " |")
     lines += ["", f"## Threshold: the fewest photons per MAC within {100 * args.tolerance:g}% of the noiseless "
               "optical score at every level above", "",
-              "| task | photons / MAC | energy / inference (optical total) | digital reference | advantage |",
-              "|---|---:|---:|---:|---:|"]
+              "| task | photons / MAC | energy / inference (optical machine) | of which light | digital reference | advantage |",
+              "|---|---:|---:|---:|---:|---:|"]
     for task in args.tasks:
         p = found[task]
         e = extra["energy"].get(task, {})
         total, digital = e.get("total_energy_j"), e.get("digital_reference_energy_j")
+        light = e.get("by_category_j", {}).get("optical")
         lines.append(f"| {get_task(task).name} | {'none' if p is None else f'{p:g}'} | "
-                     f"{_joules(total)} | {_joules(digital)} | "
+                     f"{_joules(total)} | {_joules(light)} | {_joules(digital)} | "
                      f"{'-' if not total or not digital else f'{digital / total:.2f}x'} |")
     lines += ["", "## Noise-aware fine-tuning (x100, mean ± std over seeds)", "",
               "| task | photons / MAC | post-training | noise-aware fine-tuned |", "|---|---:|---:|---:|"]
@@ -429,6 +435,29 @@ def plot_scaling(rows, args, path: Path) -> None:
     plt.close(fig)
 
 
+def render(args, source: Path, out: Path) -> str:
+    """Tables and figures of an earlier run from its ``energy_*.csv`` and ``energy_run.json``."""
+    try:
+        run = json.loads((source / "energy_run.json").read_text())
+        scaling = [[r[0], int(r[1]), float(r[2]), float(r[3])] for r in _read_rows(source / "energy_scaling.csv")]
+        glue = [[r[0], r[1], int(r[2]), float(r[3]) if r[3] else "", r[4], float(r[5])]
+                for r in _read_rows(source / "energy_glue.csv")]
+    except (OSError, ValueError, KeyError, IndexError) as err:
+        raise ConfigError(f"--render: {source} does not hold a complete energy study ({err})") from None
+    ran = run["args"]
+    args.tasks, args.photons, args.widths = ran["tasks"], ran["photons"], ran["widths"]
+    args.tolerance, args.target_snr_db = ran["tolerance"], ran["target_snr_db"]
+    found = thresholds(glue, args)
+    plot_scaling(scaling, args, out / "energy_scaling.png")
+    plot_glue(glue, found, args, out / "energy_glue.png")
+    return glue_tables(glue, found, {"energy": run.get("energy", {})}, args) + "\n" + scaling_table(scaling, args)
+
+
+def _read_rows(path: Path) -> list[list[str]]:
+    with open(path, newline="") as handle:
+        return list(csv.reader(handle))[1:]
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
@@ -436,6 +465,12 @@ def main(argv=None) -> int:
         out = Path(args.out)
         if out.exists() and not out.is_dir():
             raise ConfigError(f"--out: {out} is a file; give a folder")
+        if args.render:
+            out.mkdir(parents=True, exist_ok=True)
+            text = render(args, Path(args.render), out)
+            write_atomic(out / "energy_tables.md", lambda tmp: tmp.write_text(text))
+            print(text)
+            return 0
         out.mkdir(parents=True, exist_ok=True)
         run = {"args": vars(args), "timings": {}}
         started = time.time()

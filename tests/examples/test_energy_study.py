@@ -100,3 +100,9 @@ def test_quick_glue_run_writes_the_study(study, tiny_bert_dir, tmp_path, capsys)
     tables = (out / "energy_tables.md").read_text()
     assert "GLUE score against photons per MAC" in tables and "Noise-aware fine-tuning" in tables
     assert (out / "energy_glue.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the tables and figures again from the run's files, without computing
+    again = tmp_path / "again"
+    assert study.main(["--render", str(out), "--out", str(again)]) == 0
+    assert (again / "energy_tables.md").read_text() == tables
+    assert (again / "energy_glue.png").is_file() and (again / "energy_scaling.png").is_file()
+    assert study.main(["--render", str(tmp_path / "nothing"), "--out", str(again)]) == 2
