@@ -207,10 +207,14 @@ def test_photons_per_site_overrides_and_default_op_unchanged():
     assert torch.isfinite(out).all()
 
 
-def test_compiled_shot_noise_equals_eager():
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_compiled_shot_noise_equals_eager(device):
     torch._dynamo.reset()
-    site = _linear_site(q_photons_per_mac=0.8, q_detector_noise=0.5)
-    x, w = _xw()
+    site = _linear_site(q_photons_per_mac=0.8, q_detector_noise=0.5).to(device)
+    x, w = (t.to(device) for t in _xw())
     start = site.counter.clone()
     eager = site(x, w)
     site.counter.copy_(start)
@@ -225,3 +229,15 @@ def test_compiled_shot_noise_equals_eager():
     # and almost never
     assert (got - eager).abs().max().item() <= step * 1.001
     assert (got != eager).float().mean().item() < 0.01
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_same_draws_on_cuda_as_on_the_cpu():
+    gen = torch.Generator().manual_seed(4)
+    y = torch.randn(4096, generator=gen)
+    magnitude = y.abs() + torch.rand(4096, generator=gen)
+    args = (torch.tensor(2.0), 0.5, torch.tensor(9), torch.tensor(3))
+    cpu = quant.shot_noise(y, magnitude, *args)
+    cuda = quant.shot_noise(y.cuda(), magnitude.cuda(), *(a.cuda() if isinstance(a, torch.Tensor) else a for a in args))
+    # the integer hash is exact on both; log/sqrt/cos may differ in the last bits
+    assert torch.allclose(cuda.cpu(), cpu, rtol=1e-4, atol=1e-4)
