@@ -41,6 +41,11 @@ Examples::
     python examples/glue_eval.py --tasks rte --max-train-samples 64 --max-eval-samples 64 --epochs 1 \\
         --calibrate-batches 2 --batch-size 16
 
+On a GPU every stage trains and evaluates compiled (``--no-compile``: eager); each stage's
+compile time is printed once, apart from its throughput, and kept in ``run.json``. A graph
+compiled before (the fine-tuned optical model's evaluation after the post-training model's, the
+same graph with new weights) comes from Inductor's on-disk cache, on by default.
+
 User errors (unknown task, missing data, bad numbers) print one line and exit with status 2.
 """
 
@@ -64,6 +69,7 @@ from tqdm.auto import tqdm
 
 from optopass.tools.errors import ConfigError, OptopassError
 from optopass.tools.glue import pipeline
+from optopass.tools.glue.cli import format_speed
 from optopass.tools.glue.data import default_glue_dir
 from optopass.tools.glue.tasks import GLUE_TASKS, get_task
 
@@ -122,6 +128,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="no training: score the models of an earlier run's --out (or one model folder)")
     p.add_argument("--no-optical", action="store_true", help="baseline comparison: only the original and random rows")
     p.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision (training and evaluation)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="train and evaluate under torch.compile (evaluation in CUDA graphs, one graph per length "
+                        "bucket); each stage's compile time is printed apart from its throughput and kept in "
+                        "run.json (default: on a GPU, off on the CPU)")
     p.add_argument("--batch-size", type=int, default=32, help="training and calibration batch size (evaluation: 2x)")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep the Trainer checkpoints of every run")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -331,7 +341,7 @@ def run_one(args, study: Study, task: str, seed: int, glue_dir, technologies: di
     lr = per_task(args.learning_rates, args.tasks, "--learning-rates")[task]
     optical_lr = per_task(args.optical_learning_rates, args.tasks, "--optical-learning-rates")[task]
     eval_opts = dict(glue_dir=glue_dir, max_seq_length=args.max_seq_length, max_eval_samples=args.max_eval_samples,
-                     dtype="bf16" if args.bf16 else None, progress=progress)
+                     dtype="bf16" if args.bf16 else None, progress=progress, compile=args.compile)
     train_opts = dict(max_steps=args.max_steps, per_device_train_batch_size=args.batch_size, bf16=args.bf16,
                       max_train_samples=args.max_train_samples, keep_checkpoints=args.keep_checkpoints)
     optical_rows = args.optical_max_train_samples or args.max_train_samples
@@ -339,15 +349,27 @@ def run_one(args, study: Study, task: str, seed: int, glue_dir, technologies: di
     prefixes = {"optical_transformer": "ot", "squeezelight": "squeezelight"}
 
     clock = [time.perf_counter(), None]
+    speeds: dict[str, Any] = {}  # the running stage's compile seconds and throughput
 
     def step(name: str) -> None:
         """Starts timing stage `name` (and closes the previous one)."""
         now = time.perf_counter()
         if clock[1] is not None:
-            study.timings.append({"task": task, "seed": seed, "stage": clock[1], "seconds": round(now - clock[0], 2)})
+            study.timings.append({"task": task, "seed": seed, "stage": clock[1], "seconds": round(now - clock[0], 2),
+                                  **speeds})
+        speeds.clear()
         clock[:] = [now, name]
         if name is not None:
             bar.set_postfix_str(f"{task} seed {seed}: {name}")
+
+    def add(stage: pipeline.StageResult) -> None:
+        """Adds the stage's scores; prints its compile time and throughput once (run.json keeps them)."""
+        study.add(stage, seed)
+        found = {key: stage.info[key] for key in ("train_speed", "eval_speed") if key in stage.info}
+        speeds.update(found)
+        if found:
+            parts = [f"{key.removesuffix('_speed')} {format_speed(value)}" for key, value in found.items()]
+            print(f"glue_eval: {task} seed {seed} {stage.setting}: " + "; ".join(parts), file=sys.stderr)
 
     step("original")
     if args.eval_only:
@@ -357,11 +379,11 @@ def run_one(args, study: Study, task: str, seed: int, glue_dir, technologies: di
                                         num_train_epochs=args.epochs, eval_batch_size=2 * args.batch_size,
                                         **train_opts, **eval_opts)
         original, tokenizer = stage.model, stage.tokenizer
-        study.add(stage, seed)
+        add(stage)
     bar.update(1)
 
     step("random")
-    study.add(pipeline.random_baseline(task, args.model, seed=seed, batch_size=2 * args.batch_size, **eval_opts), seed)
+    add(pipeline.random_baseline(task, args.model, seed=seed, batch_size=2 * args.batch_size, **eval_opts))
     bar.update(1)
 
     for technology, config in technologies.items():
@@ -373,7 +395,7 @@ def run_one(args, study: Study, task: str, seed: int, glue_dir, technologies: di
         ptq = pipeline.ptq(original, task, config, args.calibrate_batches, tokenizer=tokenizer,
                            calibrate_batch_size=args.batch_size, batch_size=2 * args.batch_size, seed=seed,
                            setting=f"{prefix}_ptq", **eval_opts)
-        study.add(ptq, seed)
+        add(ptq)
         study.site_rows.extend(site_rows(ptq, seed))
         bar.update(1)
         step(f"{prefix}_ft")
@@ -390,7 +412,7 @@ def run_one(args, study: Study, task: str, seed: int, glue_dir, technologies: di
                                            num_train_epochs=args.optical_epochs or args.epochs,
                                            eval_batch_size=2 * args.batch_size, setting=f"{prefix}_ft",
                                            **{**train_opts, "max_train_samples": optical_rows}, **eval_opts)
-            study.add(ft, seed)
+            add(ft)
         bar.update(1)
     step(None)
 

@@ -59,6 +59,15 @@ def add_output_options(parser: argparse.ArgumentParser, *, out_help: str | None 
     return group
 
 
+def add_compile_option(parser: argparse.ArgumentParser) -> None:
+    """Adds ``--compile`` / ``--no-compile`` (``args.compile``: True, False, or None for auto:
+    compiled on a GPU, eager on the CPU)."""
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="run the model under torch.compile (evaluation: CUDA graphs, one graph per length "
+                             "bucket of 32 tokens; training: the Trainer's torch_compile); the compile time is "
+                             "reported apart from the throughput (default: on a GPU, off on the CPU)")
+
+
 def show_progress(args: argparse.Namespace) -> bool:
     """``--progress`` / ``--no-progress`` as given, else whether stderr is a terminal."""
     chosen = getattr(args, "progress", None)

@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from optopass.tools.checks import check_counts
-from optopass.tools.cli_args import DTYPES, add_model_options, add_output_options, command_scope, print_result
+from optopass.tools.cli_args import (
+    DTYPES,
+    add_compile_option,
+    add_model_options,
+    add_output_options,
+    command_scope,
+    print_result,
+)
 from optopass.tools.errors import ConfigError, DataError
 from optopass.tools.glue.tasks import GLUE_TASKS, GlueTask, get_task
 
@@ -39,6 +46,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibrate-batch-size", type=int, default=32, help="sentences per calibration batch (default 32)")
     p.add_argument("--max-seq-length", type=int, default=128, help="longest tokenized input (default 128)")
     p.add_argument("--max-eval-samples", type=int, default=None, help="score only the first N validation rows")
+    add_compile_option(p)
 
 
 def _add_eval(sub) -> None:
@@ -118,7 +126,7 @@ def _eval_from_args(args, progress: bool) -> dict[str, Any]:
         calibrate_batches=args.calibrate_batches, calibrate_batch_size=args.calibrate_batch_size,
         calibrate_split=args.calibrate_split, split=args.split,
         batch_size=args.batch_size, max_eval_samples=args.max_eval_samples, max_seq_length=args.max_seq_length,
-        device=args.device, dtype=args.dtype, seed=args.seed, progress=progress,
+        device=args.device, dtype=args.dtype, seed=args.seed, progress=progress, compile=args.compile,
     )
 
 
@@ -126,12 +134,14 @@ def run_eval(*, model: str, task: str, glue_dir: str | None = None, cfg: str | N
              calibrate_batches: int = 32, calibrate_batch_size: int = 32, calibrate_split: str = "train",
              split: str | None = None, batch_size: int = 32, max_eval_samples: int | None = None,
              max_seq_length: int = 128, device: str | None = None, dtype: str = "fp32", seed: int = 0,
-             progress: bool = False) -> dict[str, Any]:
+             progress: bool = False, compile: bool | None = None) -> dict[str, Any]:
     """Scores ``model`` (and, with ``cfg``, its calibrated optical transform, calibrated on
-    ``calibrate_split``) on ``task``; ``progress`` shows the evaluation and calibration bars.
+    ``calibrate_split``) on ``task``; ``progress`` shows the evaluation and calibration bars;
+    ``compile``: evaluate under ``torch.compile`` (None: on a GPU).
 
     Returns:
-        ``{"task": ..., "n_examples": ..., "original": {metric: value}, "optical": {...}}``;
+        ``{"task": ..., "n_examples": ..., "original": {metric: value}, "optical": {...},
+        "speed": {"original": {"compiled", "compile_seconds", "samples_per_second"}, ...}}``;
         ``optical`` only with ``cfg`` or for a folder written by ``optopass.save``.
     """
     from optopass import load_config
@@ -154,23 +164,27 @@ def run_eval(*, model: str, task: str, glue_dir: str | None = None, cfg: str | N
         check_calibration_data(spec, calibrate_split, glue_dir)
 
     opts = dict(glue_dir=glue_dir, split=split, batch_size=batch_size, max_seq_length=max_seq_length,
-                max_eval_samples=max_eval_samples, device=device, dtype=dtype, progress=progress)
-    result: dict[str, Any] = {"task": task}
+                max_eval_samples=max_eval_samples, device=device, dtype=dtype, progress=progress, compile=compile)
+    result: dict[str, Any] = {"task": task, "speed": {}}
+
+    def score(row: str, scored_model) -> None:
+        evaluated = pipeline.evaluate(scored_model, task, tokenizer, **opts)
+        result.update({"n_examples": evaluated["n_examples"], row: evaluated["metrics"]})
+        result["speed"][row] = pipeline.eval_speed(evaluated)
+
     if saved:
         gm, tokenizer = pipeline.load_model(model, task)
         base, _ = load_classifier(str(Path(model) / "base"))
-        original_metrics, n = pipeline.score(base, task, tokenizer, **opts)
-        optical_metrics, _ = pipeline.score(gm, task, tokenizer, **opts)
-        result.update(n_examples=n, original=original_metrics, optical=optical_metrics)
+        score("original", base)
+        score("optical", gm)
         return result
     hf_model, tokenizer = pipeline.load_model(model, task)
-    original_metrics, n = pipeline.score(hf_model, task, tokenizer, **opts)
-    result.update(n_examples=n, original=original_metrics)
+    score("original", hf_model)
     if config is not None:
         gm, _ = pipeline.transform(hf_model, task, config, calibrate_batches, tokenizer=tokenizer, glue_dir=glue_dir,
                                    calibrate_batch_size=calibrate_batch_size, calibrate_split=calibrate_split,
                                    max_seq_length=max_seq_length, device=device, seed=seed, progress=progress)
-        result["optical"], _ = pipeline.score(gm, task, tokenizer, **opts)
+        score("optical", gm)
     return result
 
 
@@ -182,7 +196,21 @@ def format_eval(result: dict[str, Any]) -> str:
     lines.append(f"{'':<10}" + "".join(f"{name:>22}" for name in metrics))
     for row in rows:
         lines.append(f"{row:<10}" + "".join(f"{result[row][name]:>22.4f}" for name in metrics))
+    speeds = result.get("speed", {})
+    if speeds:
+        lines.append("")
+        lines += [f"{row:<10}{format_speed(speeds[row])}" for row in rows if row in speeds]
     return "\n".join(lines)
+
+
+def format_speed(speed: dict[str, Any]) -> str:
+    """``compiled in 12.3 s, then 5279 samples/s`` (the compile time apart from the throughput)."""
+    rate = speed.get("samples_per_second")
+    rate_text = f"{rate:.0f} samples/s" if rate is not None else "no timed samples"
+    if not speed.get("compiled"):
+        return f"eager: {rate_text}" + (f" (warm-up {speed['compile_seconds']:.1f} s apart)"
+                                         if speed.get("compile_seconds") else "")
+    return f"compiled in {speed['compile_seconds']:.1f} s, then {rate_text}"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -209,6 +237,7 @@ def _finetune_from_args(args, progress: bool) -> dict[str, Any]:
         max_eval_samples=args.max_eval_samples, warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay,
         max_grad_norm=args.max_grad_norm, eval_strategy=args.eval_strategy, eval_steps=args.eval_steps,
         save_total_limit=args.save_total_limit, load_best_model_at_end=args.load_best_model_at_end,
+        compile=args.compile,
     )
 
 
@@ -221,7 +250,8 @@ def run_finetune(*, model: str, task: str, out: str, glue_dir: str | None = None
 
     Returns:
         ``{"task", "output_dir", "optical", "metrics", "global_step", "best_checkpoint",
-        "learning_rate", "ft_stats"}``.
+        "learning_rate", "ft_stats", "speed"}``; ``speed``: the training steps' compile
+        seconds and throughput (``compile`` in ``train_kwargs``: None compiles on a GPU).
     """
     from optopass import load_config
     from optopass.tools.glue import pipeline
@@ -261,6 +291,7 @@ def run_finetune(*, model: str, task: str, out: str, glue_dir: str | None = None
         "best_checkpoint": Path(best).name if best else None,
         "learning_rate": trained.settings["learning_rate"],
         "ft_stats": trained.settings["ft_stats"],
+        "speed": trained.speed,
     }
 
 
@@ -271,6 +302,8 @@ def format_finetune(result: dict[str, Any]) -> str:
              f"learning rate: {result['learning_rate']:g}" + (f"   ranges: {result['ft_stats']}" if result["optical"] else "")]
     scores = {k: v for k, v in result["metrics"].items() if k not in ("runtime", "samples_per_second", "steps_per_second", "epoch")}
     lines.append("validation: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+    if result.get("speed"):
+        lines.append("training: " + format_speed(result["speed"]))
     if result["best_checkpoint"]:
         lines.append(f"best checkpoint: {result['best_checkpoint']}")
     lines.append(f"saved to {result['output_dir']}")

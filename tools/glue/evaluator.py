@@ -4,11 +4,20 @@ The model is only called, never inspected: ``model(input_ids=..., attention_mask
 [token_type_ids=...])`` must return logits, an object with ``.logits``, or a tuple whose first
 item is the logits. A ``transformers`` model, a captured ``torch.fx.GraphModule`` and a plain
 function all qualify.
+
+On a GPU the model runs compiled by default: ``torch.compile(mode="reduce-overhead")`` (CUDA
+graphs), one static graph per length bucket. Every batch is padded to a multiple of
+``pad_to_multiple_of`` tokens (32; never past ``max_seq_length``) in both modes, so that a dev
+set compiles a few buckets instead of one graph per batch length, and so that eager and compiled
+runs see the same shapes: an optical site's dither is keyed by each element's flat index, so
+the same padding gives the same numbers up to float rounding. In compiled mode the last, short
+batch is filled up with padding rows (whose logits are dropped), so it reuses its bucket's graph.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -23,6 +32,10 @@ from optopass.tools.errors import ConfigError, DataError
 from optopass.tools.glue.data import load_glue
 from optopass.tools.glue.metrics import compute_glue_metrics
 from optopass.tools.glue.tasks import get_task
+from optopass.tools.glue.timing import CallTimer, Throughput
+
+# Sequence lengths are padded up to a multiple of this many tokens (a "bucket").
+DEFAULT_PAD_TO_MULTIPLE_OF = 32
 
 # dtype option -> autocast dtype (None: run as is, in the model's own precision)
 AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {
@@ -64,8 +77,18 @@ def tokenize_glue(
     return dataset.map(encode, batched=True, remove_columns=dropped)
 
 
+def bucket_length(longest: int, pad_to_multiple_of: int | None, max_length: int | None = None) -> int:
+    """`longest` rounded up to a multiple of `pad_to_multiple_of`, but not past `max_length`
+    (nor below `longest`); `longest` itself when `pad_to_multiple_of` is None."""
+    if not pad_to_multiple_of:
+        return longest
+    bucket = -(-longest // pad_to_multiple_of) * pad_to_multiple_of
+    return max(longest, min(bucket, max_length)) if max_length is not None else bucket
+
+
 def pad_batch(
-    features: Mapping[str, list[list[int]]], pad_token_id: int, padding_side: str = "right"
+    features: Mapping[str, list[list[int]]], pad_token_id: int, padding_side: str = "right", *,
+    pad_to_multiple_of: int | None = None, max_length: int | None = None, num_rows: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """Pads token columns to the batch's longest row, like ``DataCollatorWithPadding``.
 
@@ -74,11 +97,19 @@ def pad_batch(
             ``token_type_ids``, ...).
         pad_token_id: value padding ``input_ids``; other columns pad with 0.
         padding_side: ``right`` or ``left``, as the tokenizer's ``padding_side``.
+        pad_to_multiple_of: pad the length up to a multiple of this (a length bucket).
+        max_length: the bucket's length never exceeds this (the tokenizer's truncation length).
+        num_rows: append filler rows up to this many rows: one attended padding token, the
+            rest masked (a row with nothing attended would give NaN in some attention kernels).
 
     Returns:
-        column -> ``(batch, longest)`` int64 tensor.
+        column -> ``(batch, length)`` int64 tensor.
     """
     longest = max(len(row) for rows in features.values() for row in rows)
+    longest = bucket_length(longest, pad_to_multiple_of, max_length)
+    if num_rows is not None:
+        features = {name: [*rows, *[_filler(name, pad_token_id)] * (num_rows - len(rows))]
+                    for name, rows in features.items()}
     padded = {}
     for name, rows in features.items():
         value = pad_token_id if name == "input_ids" else 0
@@ -89,6 +120,11 @@ def pad_batch(
             rows = [row + pad for row, pad in zip(rows, fill)]
         padded[name] = torch.tensor(rows, dtype=torch.long)
     return padded
+
+
+def _filler(column: str, pad_token_id: int) -> list[int]:
+    """The one token of a filler row in `column`."""
+    return [{"input_ids": pad_token_id, "attention_mask": 1}.get(column, 0)]
 
 
 def evaluate_glue(
@@ -104,6 +140,8 @@ def evaluate_glue(
     dtype: str | None = None,
     limit: int | None = None,
     progress: bool = True,
+    compile: bool | None = None,
+    pad_to_multiple_of: int | None = DEFAULT_PAD_TO_MULTIPLE_OF,
 ) -> dict[str, Any]:
     """Scores a sequence classifier on a GLUE evaluation split.
 
@@ -125,62 +163,122 @@ def evaluate_glue(
             under ``torch.autocast`` on that device.
         limit: score only the first ``limit`` examples.
         progress: show a tqdm progress bar.
+        compile: run the model under ``torch.compile`` (compiled once, reused by every batch;
+            ``mode="reduce-overhead"``, CUDA graphs, on a GPU); None: on a CUDA device, off
+            elsewhere (on the CPU compiling costs minutes and the eager path is fused already).
+        pad_to_multiple_of: pad each batch's length up to a multiple of this many tokens,
+            capped at ``max_seq_length``; None: to the batch's longest row.
 
     Returns:
-        ``{"task": task, "split": split, "n_examples": n, "metrics": {name: value}}``.
+        ``{"task": task, "split": split, "n_examples": n, "metrics": {name: value},
+        "compiled": bool, "compile_seconds": s, "samples_per_second": r}``: the seconds of the
+        warm-up batches (those that compiled, and the first of each length bucket when compiled)
+        and the throughput of the other batches (see :mod:`~optopass.tools.glue.timing`).
 
     Raises:
         DataError: the task, split or data cannot be loaded.
-        ConfigError: ``dtype``, ``batch_size``, ``max_seq_length`` or ``limit`` is invalid.
+        ConfigError: ``dtype``, ``batch_size``, ``max_seq_length``, ``limit`` or
+            ``pad_to_multiple_of`` is invalid.
     """
     autocast_dtype = _autocast_dtype(dtype)
-    check_counts(batch_size=batch_size, max_seq_length=max_seq_length, limit=limit)
+    check_counts(batch_size=batch_size, max_seq_length=max_seq_length, limit=limit,
+                 pad_to_multiple_of=pad_to_multiple_of)
     split = split or get_task(task).validation_splits[0]
     dataset = load_glue(task, split, glue_dir)
     if limit is not None:
         dataset = dataset.select(range(min(limit, len(dataset))))
     encoded = tokenize_glue(dataset, task, tokenizer, max_seq_length)
     run_device = _place_model(model, device)
+    compiled = resolve_compile(compile, run_device)
+    padding = _Padding(batch_size, pad_to_multiple_of, max_seq_length, fill_rows=compiled)
+    speed = Throughput(warmup_calls=(2 if run_device.type == "cuda" else 1) if compiled else 0)
 
     with _eval_mode(model):
-        logits = _predict(model, encoded, tokenizer, batch_size, run_device, autocast_dtype,
+        runner = compile_for_eval(model, run_device) if compiled else model
+        logits = _predict(runner, encoded, tokenizer, padding, run_device, autocast_dtype, speed,
                           progress=progress, desc=f"{task}/{split}")
     metrics = compute_glue_metrics(task, logits, encoded["label"][:])
-    return {"task": task, "split": split, "n_examples": len(encoded), "metrics": metrics}
+    return {"task": task, "split": split, "n_examples": len(encoded), "metrics": metrics,
+            "compiled": compiled, **speed.summary()}
+
+
+def resolve_compile(compile: bool | None, device: torch.device | str) -> bool:
+    """``compile`` as given; None (auto): on for a CUDA device, off elsewhere."""
+    return torch.device(device).type == "cuda" if compile is None else bool(compile)
+
+
+def compile_for_eval(model: Callable[..., Any], device: torch.device) -> Callable[..., Any]:
+    """``model`` under ``torch.compile`` for inference: static shapes (one graph per length
+    bucket), replayed as CUDA graphs on a GPU (``mode="reduce-overhead"``)."""
+    mode = "reduce-overhead" if device.type == "cuda" else None
+    return torch.compile(model, mode=mode, dynamic=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Padding:
+    """How batches are made: rows per batch, length bucket and its cap, and whether the last
+    batch is filled up to ``batch_size`` rows."""
+
+    batch_size: int
+    multiple_of: int | None
+    max_length: int
+    fill_rows: bool
 
 
 def _predict(
     model: Callable[..., Any],
     encoded: datasets.Dataset,
     tokenizer: Any,
-    batch_size: int,
+    padding: _Padding,
     device: torch.device,
     autocast_dtype: torch.dtype | None,
+    speed: Throughput,
     *,
     progress: bool,
     desc: str,
 ) -> torch.Tensor:
-    """Runs the model over every batch; returns the concatenated float32 logits on CPU."""
+    """Runs the model over every batch, timing each into `speed`; returns the concatenated
+    float32 logits of the real rows on CPU."""
     outputs = []
-    with tqdm(total=len(encoded), desc=desc, unit="ex", disable=not progress) as bar:
-        for inputs in _batches(encoded, tokenizer, batch_size):
+    timer = CallTimer(speed, device)
+    buckets = _bucket_count(padding)
+    with contextlib.ExitStack() as stack:
+        bar = stack.enter_context(tqdm(total=len(encoded), desc=desc, unit="ex", disable=not progress))
+        # one graph per bucket (and per autocast setting): allow them all before dynamo gives up
+        stack.enter_context(torch._dynamo.config.patch(
+            recompile_limit=max(torch._dynamo.config.recompile_limit, buckets + 2)))
+        for inputs, n_rows in _batches(encoded, tokenizer, padding):
             inputs = {name: tensor.to(device) for name, tensor in inputs.items()}
+            started = timer.start()
             with torch.no_grad(), _autocast(device, autocast_dtype):
+                if device.type == "cuda":
+                    torch.compiler.cudagraph_mark_step_begin()
                 logits = _logits_of(model(**inputs))
-            outputs.append(logits.detach().float().cpu())
-            bar.update(len(inputs["input_ids"]))
+            outputs.append(logits[:n_rows].detach().float().cpu())
+            timer.stop(started, n_rows, tuple(inputs["input_ids"].shape))
+            bar.update(n_rows)
     return torch.cat(outputs)
 
 
+def _bucket_count(padding: _Padding) -> int:
+    if not padding.multiple_of:
+        return padding.max_length
+    return -(-padding.max_length // padding.multiple_of)
+
+
 def _batches(
-    encoded: datasets.Dataset, tokenizer: Any, batch_size: int
-) -> Iterator[dict[str, torch.Tensor]]:
-    """Padded model inputs, batch by batch; only the columns the tokenizer produced."""
+    encoded: datasets.Dataset, tokenizer: Any, padding: _Padding
+) -> Iterator[tuple[dict[str, torch.Tensor], int]]:
+    """(padded model inputs, real rows), batch by batch; only the columns the tokenizer made."""
     inputs = encoded.select_columns([name for name in encoded.column_names if name != "label"])
     pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     padding_side = getattr(tokenizer, "padding_side", "right")
-    for start in range(0, len(encoded), batch_size):
-        yield pad_batch(inputs[start : start + batch_size], pad_token_id, padding_side)
+    fill = padding.batch_size if padding.fill_rows else None
+    for start in range(0, len(encoded), padding.batch_size):
+        rows = inputs[start : start + padding.batch_size]
+        n_rows = len(next(iter(rows.values())))
+        yield pad_batch(rows, pad_token_id, padding_side, pad_to_multiple_of=padding.multiple_of,
+                        max_length=padding.max_length, num_rows=fill), n_rows
 
 
 def _logits_of(output: Any) -> torch.Tensor:

@@ -127,15 +127,27 @@ def load_model(name_or_dir: str, task: str, *, fresh_head: bool = False, **kwarg
     return model, tokenizer
 
 
-def score(model: nn.Module, task: str, tokenizer: Any, *, glue_dir=None, split: str | None = None,
-          batch_size: int = 32, max_seq_length: int = 128, max_eval_samples: int | None = None,
-          device: str | torch.device | None = None, dtype: str | None = None,
-          progress: bool = True) -> tuple[dict[str, float], int]:
-    """(metrics, n_examples) of ``model`` on the task's validation split (``evaluate_glue``)."""
-    result = evaluate_glue(model, task, tokenizer, glue_dir=glue_dir, split=split, batch_size=batch_size,
-                           max_seq_length=max_seq_length, device=resolve_device(device), dtype=dtype,
-                           limit=max_eval_samples, progress=progress)
+def evaluate(model: nn.Module, task: str, tokenizer: Any, *, glue_dir=None, split: str | None = None,
+             batch_size: int = 32, max_seq_length: int = 128, max_eval_samples: int | None = None,
+             device: str | torch.device | None = None, dtype: str | None = None, progress: bool = True,
+             compile: bool | None = None) -> dict[str, Any]:
+    """``evaluate_glue``'s whole result for ``model`` on the task's validation split: metrics,
+    ``n_examples``, and ``compiled`` / ``compile_seconds`` / ``samples_per_second``."""
+    return evaluate_glue(model, task, tokenizer, glue_dir=glue_dir, split=split, batch_size=batch_size,
+                         max_seq_length=max_seq_length, device=resolve_device(device), dtype=dtype,
+                         limit=max_eval_samples, progress=progress, compile=compile)
+
+
+def score(model: nn.Module, task: str, tokenizer: Any, **options: Any) -> tuple[dict[str, float], int]:
+    """(metrics, n_examples) of ``model`` on the task's validation split; ``options`` as in
+    :func:`evaluate` (``compile``: None compiles on a GPU)."""
+    result = evaluate(model, task, tokenizer, **options)
     return result["metrics"], result["n_examples"]
+
+
+def eval_speed(result: dict[str, Any]) -> dict[str, Any]:
+    """The speed part of an :func:`evaluate` result."""
+    return {key: result[key] for key in ("compiled", "compile_seconds", "samples_per_second")}
 
 
 def calibration_batches(task: str, tokenizer: Any, n_batches: int, *, input_names, glue_dir=None,
@@ -156,7 +168,7 @@ def train_original(task: str, model_name: str = "minilm", *, glue_dir=None, outp
                    learning_rate: float = DEFAULT_LEARNING_RATE, seed: int = 42, eval_batch_size: int = 64,
                    max_seq_length: int = 128, max_eval_samples: int | None = None,
                    device: str | torch.device | None = None, dtype: str | None = None, progress: bool = True,
-                   **train_kwargs: Any) -> StageResult:
+                   compile: bool | None = None, **train_kwargs: Any) -> StageResult:
     """Fine-tunes the pretrained ``model_name`` on ``task`` (the ``original`` setting).
 
     Args:
@@ -169,6 +181,7 @@ def train_original(task: str, model_name: str = "minilm", *, glue_dir=None, outp
         seed: seed of the head's initialisation and of training.
         eval_batch_size, max_seq_length, max_eval_samples, device, dtype, progress: as in
             :func:`score` (``dtype``: evaluation precision, ``fp32``/``bf16``/``fp16``).
+        compile: train and evaluate compiled (None: on a GPU; see ``finetune``, ``evaluate_glue``).
         **train_kwargs: more options of :func:`~optopass.tools.glue.trainer.finetune`
             (``num_train_epochs``, ``max_steps``, ``bf16``, ``max_train_samples``, ...).
 
@@ -185,13 +198,16 @@ def train_original(task: str, model_name: str = "minilm", *, glue_dir=None, outp
         center_regression_head(model, task, glue_dir=glue_dir, max_train_samples=train_kwargs.get("max_train_samples"))
     trained = finetune(model, task, tokenizer, glue_dir=glue_dir, output_dir=output_dir, learning_rate=learning_rate,
                        seed=seed, max_seq_length=max_seq_length, per_device_eval_batch_size=eval_batch_size,
-                       max_eval_samples=max_eval_samples, progress=progress, final_eval=False, **train_kwargs)
-    metrics, n = score(trained.model, task, tokenizer, glue_dir=glue_dir, batch_size=eval_batch_size,
-                       max_seq_length=max_seq_length, max_eval_samples=max_eval_samples, device=device,
-                       dtype=dtype, progress=progress)
-    return StageResult("original", task, metrics, n, trained.model, tokenizer, trained.output_dir,
+                       max_eval_samples=max_eval_samples, progress=progress, final_eval=False, compile=compile,
+                       **train_kwargs)
+    result = evaluate(trained.model, task, tokenizer, glue_dir=glue_dir, batch_size=eval_batch_size,
+                      max_seq_length=max_seq_length, max_eval_samples=max_eval_samples, device=device,
+                      dtype=dtype, progress=progress, compile=compile)
+    return StageResult("original", task, result["metrics"], result["n_examples"], trained.model, tokenizer,
+                       trained.output_dir,
                        info={"settings": trained.settings, "train": trained.train_metrics,
-                             "log_history": trained.log_history})
+                             "log_history": trained.log_history, "train_speed": trained.speed,
+                             "eval_speed": eval_speed(result)})
 
 
 def center_regression_head(model: nn.Module, task: str, *, glue_dir=None, max_train_samples: int | None = None) -> float:
@@ -229,7 +245,7 @@ def _head_output_layer(model: nn.Module) -> nn.Linear:
 def random_baseline(task: str, model_name: str = "minilm", *, glue_dir=None, seed: int = 0,
                     batch_size: int = 64, max_seq_length: int = 128, max_eval_samples: int | None = None,
                     device: str | torch.device | None = None, dtype: str | None = None,
-                    progress: bool = True) -> StageResult:
+                    progress: bool = True, compile: bool | None = None) -> StageResult:
     """The ``random`` setting: the pretrained encoder with a freshly initialised (seeded)
     classification head, evaluated without any training.
 
@@ -246,10 +262,11 @@ def random_baseline(task: str, model_name: str = "minilm", *, glue_dir=None, see
     if is_optical(model):
         raise ConfigError(f"{model_name}: random_baseline takes a plain HF model, not an optical one")
     reset_head(model, seed)
-    metrics, n = score(model, task, tokenizer, glue_dir=glue_dir, batch_size=batch_size,
-                       max_seq_length=max_seq_length, max_eval_samples=max_eval_samples, device=device,
-                       dtype=dtype, progress=progress)
-    return StageResult("random", task, metrics, n, model, tokenizer, info={"seed": seed})
+    result = evaluate(model, task, tokenizer, glue_dir=glue_dir, batch_size=batch_size,
+                      max_seq_length=max_seq_length, max_eval_samples=max_eval_samples, device=device,
+                      dtype=dtype, progress=progress, compile=compile)
+    return StageResult("random", task, result["metrics"], result["n_examples"], model, tokenizer,
+                       info={"seed": seed, "eval_speed": eval_speed(result)})
 
 
 def reset_head(model: nn.Module, seed: int) -> int:
@@ -307,7 +324,7 @@ def ptq(original: nn.Module | str, task: str, cfg=None, calibrate_batches: int =
         tokenizer: Any = None, glue_dir=None, calibrate_batch_size: int = DEFAULT_CALIBRATE_BATCH_SIZE,
         batch_size: int = 64, max_seq_length: int = 128, max_eval_samples: int | None = None,
         device: str | torch.device | None = None, dtype: str | None = None, seed: int = 0,
-        setting: str = "ot_ptq", progress: bool = True) -> StageResult:
+        setting: str = "ot_ptq", progress: bool = True, compile: bool | None = None) -> StageResult:
     """Post-training transform: ``apply_optical_pass`` + calibrate on N training batches +
     freeze + evaluate.
 
@@ -319,6 +336,7 @@ def ptq(original: nn.Module | str, task: str, cfg=None, calibrate_batches: int =
             ``calibrate_batch_size`` = 32 sentences: 1024 sentences, a shuffled subset fixed by
             ``seed``).
         setting: the name of the stage in the result (``ot_ptq``, ``squeezelight_ptq``).
+        compile: evaluate compiled (None: on a GPU).
 
     Returns:
         The stage, with the calibrated optical model.
@@ -326,10 +344,11 @@ def ptq(original: nn.Module | str, task: str, cfg=None, calibrate_batches: int =
     gm, tokenizer = transform(original, task, cfg, calibrate_batches, tokenizer=tokenizer, glue_dir=glue_dir,
                               calibrate_batch_size=calibrate_batch_size, max_seq_length=max_seq_length,
                               device=device, seed=seed)
-    metrics, n = score(gm, task, tokenizer, glue_dir=glue_dir, batch_size=batch_size, max_seq_length=max_seq_length,
-                       max_eval_samples=max_eval_samples, device=device, dtype=dtype, progress=progress)
-    return StageResult(setting, task, metrics, n, gm, tokenizer,
-                       info={"calibrate_batches": calibrate_batches, "calibrate_batch_size": calibrate_batch_size})
+    result = evaluate(gm, task, tokenizer, glue_dir=glue_dir, batch_size=batch_size, max_seq_length=max_seq_length,
+                      max_eval_samples=max_eval_samples, device=device, dtype=dtype, progress=progress, compile=compile)
+    return StageResult(setting, task, result["metrics"], result["n_examples"], gm, tokenizer,
+                       info={"calibrate_batches": calibrate_batches, "calibrate_batch_size": calibrate_batch_size,
+                             "eval_speed": eval_speed(result)})
 
 
 def optical_finetune(original: nn.Module | str, task: str, cfg=None, *, tokenizer: Any = None, glue_dir=None,
@@ -338,7 +357,7 @@ def optical_finetune(original: nn.Module | str, task: str, cfg=None, *, tokenize
                      learning_rate: float = DEFAULT_OPTICAL_LEARNING_RATE, seed: int = 42,
                      eval_batch_size: int = 64, max_seq_length: int = 128, max_eval_samples: int | None = None,
                      device: str | torch.device | None = None, dtype: str | None = None, setting: str = "ot_ft",
-                     progress: bool = True, **train_kwargs: Any) -> StageResult:
+                     progress: bool = True, compile: bool | None = None, **train_kwargs: Any) -> StageResult:
     """Transform-aware fine-tuning with the default recipe (see ``trainer.py``).
 
     Args:
@@ -351,6 +370,7 @@ def optical_finetune(original: nn.Module | str, task: str, cfg=None, *, tokenize
             follow the training batches).
         learning_rate: 1e-5 default; the reference study's STS-B collapse came with 1e-3.
         output_dir: where the fine-tuned optical model is written (``optopass.save``).
+        compile: train and evaluate compiled (None: on a GPU).
         **train_kwargs: more options of :func:`~optopass.tools.glue.trainer.finetune`.
 
     Returns:
@@ -367,17 +387,19 @@ def optical_finetune(original: nn.Module | str, task: str, cfg=None, *, tokenize
     trained = finetune(gm, task, tokenizer, glue_dir=glue_dir, output_dir=output_dir, learning_rate=learning_rate,
                        seed=seed, ft_stats=ft_stats, max_seq_length=max_seq_length,
                        per_device_eval_batch_size=eval_batch_size, max_eval_samples=max_eval_samples,
-                       progress=progress, final_eval=False, **train_kwargs)
-    metrics, n = score(trained.model, task, tokenizer, glue_dir=glue_dir, batch_size=eval_batch_size,
-                       max_seq_length=max_seq_length, max_eval_samples=max_eval_samples, device=device,
-                       dtype=dtype, progress=progress)
-    return StageResult(setting, task, metrics, n, trained.model, tokenizer, trained.output_dir,
+                       progress=progress, final_eval=False, compile=compile, **train_kwargs)
+    result = evaluate(trained.model, task, tokenizer, glue_dir=glue_dir, batch_size=eval_batch_size,
+                      max_seq_length=max_seq_length, max_eval_samples=max_eval_samples, device=device,
+                      dtype=dtype, progress=progress, compile=compile)
+    return StageResult(setting, task, result["metrics"], result["n_examples"], trained.model, tokenizer,
+                       trained.output_dir,
                        info={"settings": trained.settings, "train": trained.train_metrics,
-                             "log_history": trained.log_history})
+                             "log_history": trained.log_history, "train_speed": trained.speed,
+                             "eval_speed": eval_speed(result)})
 
 
 __all__ = [
-    "DEFAULT_CALIBRATE_BATCHES", "SETTINGS", "StageResult", "calibration_batches", "load_model", "model_input_names",
+    "DEFAULT_CALIBRATE_BATCHES", "SETTINGS", "StageResult", "calibration_batches", "evaluate", "load_model", "model_input_names",
     "optical_finetune", "ptq", "random_baseline", "reset_head", "resolve_device", "score", "train_original",
     "transform",
 ]

@@ -70,14 +70,15 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from optopass.tools.checks import check_values, integer, is_int, number, one_of, option_name
 from optopass.tools.errors import ConfigError, DataError
 from optopass.tools.glue.data import load_glue
-from optopass.tools.glue.evaluator import pad_batch, tokenize_glue
+from optopass.tools.glue.evaluator import DEFAULT_PAD_TO_MULTIPLE_OF, pad_batch, resolve_compile, tokenize_glue
 from optopass.tools.glue.metrics import compute_glue_metrics
 from optopass.tools.glue.tasks import get_task
+from optopass.tools.glue.timing import StepTimer
 
 DEFAULT_LEARNING_RATE = 2e-5
 DEFAULT_OPTICAL_LEARNING_RATE = 1e-5
@@ -103,6 +104,8 @@ class FinetuneResult:
         train_metrics: the Trainer's training summary (``train_loss``, ``train_runtime``, ...).
         log_history: the Trainer's log records (losses, learning rates, evaluations).
         settings: the resolved hyperparameters (learning rate, stats mode, ...).
+        speed: ``{"compiled", "compile_seconds", "samples_per_second"}`` of the training steps:
+            the seconds of the steps that compiled, and the throughput of the others.
     """
 
     model: nn.Module
@@ -112,6 +115,7 @@ class FinetuneResult:
     train_metrics: dict[str, float] = field(default_factory=dict)
     log_history: list[dict[str, Any]] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
+    speed: dict[str, Any] = field(default_factory=dict)
 
 
 def is_optical(model: nn.Module) -> bool:
@@ -138,18 +142,24 @@ class GlueCollator:
     """Pads a list of tokenized GLUE rows into a batch of the model's inputs and ``labels``.
 
     Padding is :func:`~optopass.tools.glue.evaluator.pad_batch` with the tokenizer's pad id and
-    side, as in ``evaluate_glue``; columns the model does not take are dropped.
+    side, as in ``evaluate_glue``: lengths up to a multiple of `pad_to_multiple_of` (a few
+    buckets, so that a compiled model meets a few shapes), never past `max_length`; columns the
+    model does not take are dropped.
     """
 
-    def __init__(self, tokenizer: Any, input_names: Sequence[str], regression: bool):
+    def __init__(self, tokenizer: Any, input_names: Sequence[str], regression: bool, *,
+                 pad_to_multiple_of: int | None = DEFAULT_PAD_TO_MULTIPLE_OF, max_length: int | None = None):
         self.input_names = tuple(input_names)
+        self.pad_to_multiple_of = pad_to_multiple_of
+        self.max_length = max_length
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.padding_side = getattr(tokenizer, "padding_side", "right")
         self.label_dtype = torch.float32 if regression else torch.long
 
     def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         names = [name for name in self.input_names if name in rows[0]]
-        batch = pad_batch({name: [row[name] for row in rows] for name in names}, self.pad_token_id, self.padding_side)
+        batch = pad_batch({name: [row[name] for row in rows] for name in names}, self.pad_token_id, self.padding_side,
+                          pad_to_multiple_of=self.pad_to_multiple_of, max_length=self.max_length)
         labels = [row["labels"] if "labels" in row else row["label"] for row in rows]
         batch["labels"] = torch.tensor(labels, dtype=self.label_dtype)
         return batch
@@ -214,6 +224,8 @@ def finetune(
     callbacks: Sequence[Any] | None = None,
     final_eval: bool = True,
     trainer_overrides: Mapping[str, Any] | None = None,
+    compile: bool | None = None,
+    pad_to_multiple_of: int | None = DEFAULT_PAD_TO_MULTIPLE_OF,
 ) -> FinetuneResult:
     """Fine-tunes ``model`` on the training split of a GLUE task and writes it to ``output_dir``.
 
@@ -258,6 +270,12 @@ def finetune(
         final_eval: evaluate the final model with the Trainer (skipped when ``eval_strategy``
             is ``no``); the result is :attr:`FinetuneResult.metrics`.
         trainer_overrides: further ``TrainingArguments`` fields, set last.
+        compile: train through ``torch.compile`` (the Trainer's ``torch_compile``: Inductor,
+            default mode; checkpoints and the final model hold the uncompiled module's weights,
+            so ``optopass.save``/``load`` and resuming work as without it); None: on when
+            training on CUDA, off on the CPU.
+        pad_to_multiple_of: pad each batch's length up to a multiple of this many tokens
+            (capped at ``max_seq_length``); None: to the batch's longest row.
 
     Returns:
         A :class:`FinetuneResult`.
@@ -276,9 +294,10 @@ def finetune(
         max_seq_length=max_seq_length, warmup_ratio=warmup_ratio, weight_decay=weight_decay,
         max_grad_norm=max_grad_norm, max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
         eval_strategy=eval_strategy, eval_steps=eval_steps, save_total_limit=save_total_limit, ft_stats=ft_stats,
-        bf16=bf16, fp16=fp16, use_cpu=use_cpu, logging_steps=logging_steps,
+        bf16=bf16, fp16=fp16, use_cpu=use_cpu, logging_steps=logging_steps, pad_to_multiple_of=pad_to_multiple_of,
     )
     use_cpu = use_cpu or not torch.cuda.is_available()  # the Trainer's bf16 check asks for it on CPU
+    compiled = resolve_compile(compile, "cpu" if use_cpu else "cuda")
     output_dir = Path(output_dir)
     checkpoint_dir = output_dir / CHECKPOINTS
     resume = _resolve_resume(resume_from_checkpoint, checkpoint_dir)
@@ -298,18 +317,21 @@ def finetune(
         eval_strategy=eval_strategy, eval_steps=eval_steps,
         load_best_model_at_end=load_best_model_at_end and evaluating, save_total_limit=save_total_limit,
         logging_steps=logging_steps, dataloader_num_workers=dataloader_num_workers, progress=progress,
-        use_cpu=use_cpu, overrides=trainer_overrides,
+        use_cpu=use_cpu, torch_compile=compiled, overrides=trainer_overrides,
     )
+    step_timer = StepTimer(compiled, "cpu" if use_cpu else "cuda")
+    extra_callbacks = [step_timer, DropWeightCaches()] if compiled and optical else [step_timer]
     trainer_cls = OpticalTrainer if optical else Trainer
     trainer = trainer_cls(
         model=model,
         args=args,
         train_dataset=train_set,
         eval_dataset=eval_set if evaluating else None,
-        data_collator=GlueCollator(tokenizer, model_input_names(model, tokenizer), spec.is_regression),
+        data_collator=GlueCollator(tokenizer, model_input_names(model, tokenizer), spec.is_regression,
+                                   pad_to_multiple_of=pad_to_multiple_of, max_length=max_seq_length),
         processing_class=tokenizer,
         compute_metrics=glue_compute_metrics(task),
-        callbacks=list(callbacks or []),
+        callbacks=[*(callbacks or []), *extra_callbacks],
     )
     train_output = trainer.train(resume_from_checkpoint=resume)
     model = drop_autocast_wrapper(trainer.accelerator.unwrap_model(trainer.model))
@@ -321,11 +343,13 @@ def finetune(
         "per_device_train_batch_size": per_device_train_batch_size, "seed": seed, "bf16": bf16, "fp16": fp16,
         "warmup_ratio": warmup_ratio, "weight_decay": weight_decay, "max_grad_norm": max_grad_norm,
         "max_seq_length": max_seq_length, "max_train_samples": max_train_samples, "train_rows": len(train_set),
-        "max_eval_samples": max_eval_samples, "eval_rows": len(eval_set),
+        "max_eval_samples": max_eval_samples, "eval_rows": len(eval_set), "compiled": compiled,
+        "pad_to_multiple_of": pad_to_multiple_of,
     }
     result = FinetuneResult(
         model=model, metrics=metrics, output_dir=output_dir, best_checkpoint=trainer.state.best_model_checkpoint,
         train_metrics=dict(train_output.metrics), log_history=list(trainer.state.log_history), settings=settings,
+        speed={"compiled": compiled, **step_timer.throughput.summary()},
     )
     if trainer.args.should_save:
         write_final_model(model, tokenizer, output_dir, result)
@@ -348,6 +372,22 @@ class OpticalTrainer(Trainer):
         super()._save(output_dir, state_dict=state_dict)
         if self.args.should_save:
             save_transform_into(self.accelerator.unwrap_model(self.model), output_dir, self.processing_class)
+
+
+class DropWeightCaches(TrainerCallback):
+    """Empties the optical linears' quantized-weight caches after each compiled training step.
+
+    An eager no-grad call caches each site's quantized weight, keyed by the weight's storage and
+    version; an eager training call empties the cache, a compiled one (which bypasses it) does
+    not, and the optimizer's update was measured to leave the key unchanged. Without this, the
+    Trainer's (eager) evaluation after a compiled step, and the returned model, would use the
+    weights quantized before the step.
+    """
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        for module in (model.modules() if model is not None else ()):
+            if getattr(module, "_w_cache", None) is not None:
+                module._w_cache = None
 
 
 def drop_autocast_wrapper(model: nn.Module) -> nn.Module:
@@ -420,6 +460,7 @@ def _results_record(result: FinetuneResult) -> dict[str, Any]:
     return {
         "metrics": result.metrics,
         "train": result.train_metrics,
+        "speed": result.speed,
         "settings": result.settings,
         "best_checkpoint": Path(best).name if best else None,
         "log_history": result.log_history,
@@ -516,7 +557,8 @@ _OPTION_RULES = {
     "max_steps": (lambda v: is_int(v) and (v == -1 or v >= 1), "-1 (train num_train_epochs) or an integer >= 1"),
     **dict.fromkeys(("per_device_train_batch_size", "per_device_eval_batch_size", "max_seq_length",
                      "save_total_limit", "logging_steps"), integer(1)),
-    **dict.fromkeys(("max_train_samples", "max_eval_samples", "eval_steps"), integer(1, optional=True)),
+    **dict.fromkeys(("max_train_samples", "max_eval_samples", "eval_steps", "pad_to_multiple_of"),
+                    integer(1, optional=True)),
     "warmup_ratio": number(at_least=0, below=1),
     **dict.fromkeys(("weight_decay", "max_grad_norm"), number(at_least=0)),
     "eval_strategy": one_of(EVAL_STRATEGIES),

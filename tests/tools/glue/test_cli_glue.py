@@ -45,7 +45,7 @@ def test_finetune_optical_writes_a_folder_that_eval_and_load_accept(capsys, tiny
     assert code == 0, err
     assert not bar_lines(err)  # nor transformers' weight loading
     scores = json_out(out)
-    assert set(scores) == {"task", "n_examples", "original", "optical"}
+    assert set(scores) == {"task", "n_examples", "original", "optical", "speed"}
     assert scores["task"] == "sst2" and scores["n_examples"] == 16
     assert set(scores["original"]) == set(scores["optical"]) == {"accuracy"}
 
@@ -56,7 +56,7 @@ def test_eval_json_with_cfg_scores_both_side_by_side(capsys, tiny_bert_dir, real
                          "--calibrate-batch-size", 8, "--max-eval-samples", 16, "--json")
     assert code == 0, err
     scores = json_out(out)
-    assert set(scores) == {"task", "n_examples", "original", "optical"}
+    assert set(scores) == {"task", "n_examples", "original", "optical", "speed"}
     assert set(scores["optical"]) == {"accuracy", "f1"}
 
     code, out, err = run(capsys, "eval", "--model", tiny_bert_dir, "--task", "mrpc", "--glue-dir", real_glue_dir,
@@ -69,7 +69,7 @@ def test_eval_without_cfg_prints_no_optical_key(capsys, tiny_bert_dir, real_glue
     code, out, err = run(capsys, "eval", "--model", tiny_bert_dir, "--task", "sst2", "--glue-dir", real_glue_dir,
                          "--max-eval-samples", 8, "--json")
     assert code == 0, err
-    assert set(json_out(out)) == {"task", "n_examples", "original"}
+    assert set(json_out(out)) == {"task", "n_examples", "original", "speed"}
 
 
 @pytest.mark.parametrize(
@@ -145,7 +145,7 @@ def test_eval_without_a_train_split_names_calibrate_split(capsys, tiny_bert_dir,
     code, out, err = run(capsys, *argv, "--calibrate-split", "validation", "--calibrate-batches", 1,
                          "--calibrate-batch-size", 8, "--max-eval-samples", 8, "--json")
     assert code == 0, err
-    assert set(json_out(out)) == {"task", "n_examples", "original", "optical"}
+    assert set(json_out(out)) == {"task", "n_examples", "original", "optical", "speed"}
 
 
 def test_progress_bars_only_on_a_terminal_or_when_asked(capsys, monkeypatch, tiny_bert_dir, real_glue_dir):

@@ -125,8 +125,9 @@ def test_gold_stub_scores_perfectly_on_qqp(qqp_dir, tiny_tokenizer):
     model = GoldLookup(dataset, ("question1", "question2"), tiny_tokenizer, 2)
     result = evaluate_glue(model, "qqp", tiny_tokenizer, glue_dir=qqp_dir, batch_size=2,
                            progress=False)
-    assert result == {"task": "qqp", "split": "validation", "n_examples": 5,
-                      "metrics": {"accuracy": 1.0, "f1": 1.0}}
+    scores = {key: result[key] for key in ("task", "split", "n_examples", "metrics")}
+    assert scores == {"task": "qqp", "split": "validation", "n_examples": 5, "metrics": {"accuracy": 1.0, "f1": 1.0}}
+    assert result["compiled"] is False and result["compile_seconds"] >= 0 and result["samples_per_second"] > 0
     assert model.input_names == [["attention_mask", "input_ids", "token_type_ids"]] * 3
 
 
@@ -246,8 +247,8 @@ def test_gold_stub_scores_1_on_real_sst2(real_glue_dir, minilm_tokenizer):
     assert len(model.table) == 64
     result = evaluate_glue(model, "sst2", minilm_tokenizer, glue_dir=real_glue_dir, limit=64,
                            batch_size=16, progress=False)
-    assert result == {"task": "sst2", "split": "validation", "n_examples": 64,
-                      "metrics": {"accuracy": 1.0}}
+    scores = {key: result[key] for key in ("task", "split", "n_examples", "metrics")}
+    assert scores == {"task": "sst2", "split": "validation", "n_examples": 64, "metrics": {"accuracy": 1.0}}
 
 
 @pytest.mark.parametrize("task,split,text_columns,num_labels,expected", [

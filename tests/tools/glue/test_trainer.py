@@ -209,7 +209,7 @@ def test_resume_without_checkpoint_is_a_data_error(tokenizer, tiny_dir, real_glu
 
 def test_collator_pads_model_inputs_and_types_labels(tokenizer):
     rows = [dict(tokenizer("a b c"), label=1.5, idx=0), dict(tokenizer("a"), label=4.0, idx=1)]
-    batch = GlueCollator(tokenizer, ("input_ids", "attention_mask"), regression=True)(rows)
+    batch = GlueCollator(tokenizer, ("input_ids", "attention_mask"), regression=True, pad_to_multiple_of=None)(rows)
     assert set(batch) == {"input_ids", "attention_mask", "labels"}
     assert batch["input_ids"].shape == batch["attention_mask"].shape == (2, 5)
     assert batch["attention_mask"][1].tolist() == [1, 1, 1, 0, 0]
