@@ -108,8 +108,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="learning rate of the original's fine-tuning: one for all tasks, or one per task")
     p.add_argument("--optical-learning-rates", nargs="+", type=float, default=[DEFAULT_OPTICAL_LEARNING_RATE],
                    help="learning rate of the optical fine-tuning: one for all tasks, or one per task")
-    p.add_argument("--epochs", type=float, default=3.0, help="epochs of each fine-tuning")
-    p.add_argument("--optical-epochs", type=float, default=None, help="epochs of the optical fine-tuning (default: --epochs)")
+    p.add_argument("--epochs", nargs="+", type=float, default=[3.0],
+                   help="epochs of the original's fine-tuning: one for all tasks, or one per task")
+    p.add_argument("--optical-epochs", nargs="+", type=float, default=None,
+                   help="epochs of the optical fine-tuning: one for all tasks, or one per task (default: --epochs)")
     p.add_argument("--max-steps", type=int, default=-1, help="steps of each fine-tuning; overrides the epochs (-1: off)")
     p.add_argument("--max-train-samples", type=int, default=None, help="cap of training rows per task (quick runs)")
     p.add_argument("--optical-max-train-samples", type=int, default=None,
@@ -138,6 +140,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gpus", type=int, default=1,
                    help="run the (task, seed) units on this many GPUs at once, one worker process per GPU "
                         "(logs in OUT/parts/); the tables merge them")
+    p.add_argument("--workers-per-gpu", type=int, default=1,
+                   help="worker processes sharing each GPU (a small encoder's steps leave a GPU mostly idle)")
     p.add_argument("--worker-units", default=None, help=argparse.SUPPRESS)  # task:seed,... (a --gpus worker)
     p.add_argument("--worker-out", default=None, help=argparse.SUPPRESS)  # where that worker writes its study
     return p.parse_args(argv)
@@ -191,15 +195,19 @@ def check_options(args: argparse.Namespace) -> None:
             if not value > 0:
                 raise ConfigError(f"--{flag.replace('_', '-')}: must be numbers > 0, got {value}")
     try:
-        check_training(num_train_epochs=args.epochs, max_steps=args.max_steps)
-        if args.optical_epochs is not None:
-            check_training(num_train_epochs=args.optical_epochs)
+        for epochs in args.epochs + (args.optical_epochs or []):
+            check_training(num_train_epochs=epochs, max_steps=args.max_steps)
     except ConfigError as err:
         raise ConfigError(f"--{str(err).replace('num_train_epochs', 'epochs').replace('_', '-')}") from None
     if len(set(args.tasks)) != len(args.tasks) or len(set(args.seeds)) != len(args.seeds):
         raise ConfigError("--tasks and --seeds: each value at most once")
     if args.gpus < 1:
         raise ConfigError(f"--gpus: must be an integer >= 1, got {args.gpus}")
+    if args.workers_per_gpu < 1:
+        raise ConfigError(f"--workers-per-gpu: must be an integer >= 1, got {args.workers_per_gpu}")
+    per_task(args.epochs, args.tasks, "--epochs")
+    if args.optical_epochs is not None:
+        per_task(args.optical_epochs, args.tasks, "--optical-epochs")
     if args.gpus > 1:
         import torch
 
@@ -276,9 +284,10 @@ def parse_units(text: str) -> list[tuple[str, int]]:
     return [(unit.split(":")[0], int(unit.split(":")[1])) for unit in text.split(",") if unit]
 
 
-def split_units(tasks: list[str], seeds: list[int], workers: int, cap: int | None) -> list[list[tuple[str, int]]]:
-    """(task, seed) units in `workers` shares of about equal training rows (longest first)."""
-    cost = {task: min(TRAIN_ROWS.get(task, 1), cap or 10**9) for task in tasks}
+def split_units(tasks: list[str], seeds: list[int], workers: int, cap: int | None,
+                epochs: dict[str, float] | None = None) -> list[list[tuple[str, int]]]:
+    """(task, seed) units in `workers` shares of about equal training rows x epochs (longest first)."""
+    cost = {task: min(TRAIN_ROWS.get(task, 1), cap or 10**9) * (epochs or {}).get(task, 1.0) for task in tasks}
     shares: list[list[tuple[str, int]]] = [[] for _ in range(workers)]
     load = [0] * workers
     for task, seed in sorted(((t, s) for t in tasks for s in seeds), key=lambda u: -cost[u[0]]):
@@ -308,21 +317,24 @@ def merge_studies(tasks: list[str], seeds: list[int], parts: list[dict]) -> Stud
 
 
 def run_on_gpus(args: argparse.Namespace, argv: list[str]) -> Study:
-    """Starts one worker (this script, CUDA_VISIBLE_DEVICES=k) per share of units; merges."""
+    """Starts ``--workers-per-gpu`` workers (this script, CUDA_VISIBLE_DEVICES=k) per GPU, one per
+    share of units; merges their studies."""
     import subprocess
 
     parts_dir = Path(args.out) / "parts"
     parts_dir.mkdir(parents=True, exist_ok=True)
-    shares = split_units(args.tasks, args.seeds, args.gpus, args.max_train_samples)
+    shares = split_units(args.tasks, args.seeds, args.gpus * args.workers_per_gpu, args.max_train_samples,
+                         per_task(args.epochs, args.tasks, "--epochs"))
     workers = []
     for k, share in enumerate(shares):
         units = ",".join(f"{t}:{s}" for t, s in share)
         log = open(parts_dir / f"gpu{k}.log", "w")
-        cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--gpus", "1", "--no-progress",
-               "--worker-units", units, "--worker-out", str(parts_dir / f"gpu{k}.json")]
+        cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--gpus", "1", "--workers-per-gpu", "1",
+               "--no-progress", "--worker-units", units, "--worker-out", str(parts_dir / f"gpu{k}.json")]
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        env = {**os.environ, "CUDA_VISIBLE_DEVICES": visible.split(",")[k] if visible else str(k)}
-        print(f"glue_eval: GPU {k}: {units} (log {log.name})", file=sys.stderr)
+        gpu = k % args.gpus
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": visible.split(",")[gpu] if visible else str(gpu)}
+        print(f"glue_eval: worker {k} on GPU {gpu}: {units} (log {log.name})", file=sys.stderr)
         workers.append((k, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log))
     failed = []
     for k, proc, log in workers:
@@ -340,6 +352,8 @@ def run_one(args, study: Study, task: str, seed: int, glue_dir, technologies: di
     progress = not args.no_progress
     lr = per_task(args.learning_rates, args.tasks, "--learning-rates")[task]
     optical_lr = per_task(args.optical_learning_rates, args.tasks, "--optical-learning-rates")[task]
+    epochs = per_task(args.epochs, args.tasks, "--epochs")[task]
+    optical_epochs = per_task(args.optical_epochs or args.epochs, args.tasks, "--optical-epochs")[task]
     eval_opts = dict(glue_dir=glue_dir, max_seq_length=args.max_seq_length, max_eval_samples=args.max_eval_samples,
                      dtype="bf16" if args.bf16 else None, progress=progress, compile=args.compile)
     train_opts = dict(max_steps=args.max_steps, per_device_train_batch_size=args.batch_size, bf16=args.bf16,
@@ -376,7 +390,7 @@ def run_one(args, study: Study, task: str, seed: int, glue_dir, technologies: di
         original, tokenizer = eval_only_original(args.eval_only, task, seed, study, eval_opts, 2 * args.batch_size)
     else:
         stage = pipeline.train_original(task, args.model, output_dir=models / "original", learning_rate=lr, seed=seed,
-                                        num_train_epochs=args.epochs, eval_batch_size=2 * args.batch_size,
+                                        num_train_epochs=epochs, eval_batch_size=2 * args.batch_size,
                                         **train_opts, **eval_opts)
         original, tokenizer = stage.model, stage.tokenizer
         add(stage)
@@ -409,7 +423,7 @@ def run_one(args, study: Study, task: str, seed: int, glue_dir, technologies: di
         else:
             ft = pipeline.optical_finetune(ptq.model, task, tokenizer=tokenizer, output_dir=ft_dir,
                                            ft_stats=args.ft_stats, learning_rate=optical_lr, seed=seed,
-                                           num_train_epochs=args.optical_epochs or args.epochs,
+                                           num_train_epochs=optical_epochs,
                                            eval_batch_size=2 * args.batch_size, setting=f"{prefix}_ft",
                                            **{**train_opts, "max_train_samples": optical_rows}, **eval_opts)
             add(ft)
@@ -647,7 +661,7 @@ def main(argv: list[str] | None = None) -> int:
             study = run_study(args)
             Path(args.worker_out).write_text(json.dumps(study_to_json(study), default=str))
             return 0
-        study = run_on_gpus(args, argv) if args.gpus > 1 else run_study(args)
+        study = run_on_gpus(args, argv) if args.gpus * args.workers_per_gpu > 1 else run_study(args)
         files = write_outputs(study, Path(args.out), args.model, vars(args))
     except OptopassError as err:
         print(f"glue_eval.py: error: {err}", file=sys.stderr)

@@ -100,6 +100,8 @@ def test_no_optical_is_the_baseline_comparison(glue_eval, tiny_bert_dir, glue_di
         (["--tasks", "rte", "--optical-learning-rates", "0"], "--optical-learning-rates: must be numbers > 0"),
         (["--tasks", "rte", "--batch-size", "0"], "--batch-size: must be an integer >= 1"),
         (["--tasks", "rte", "--epochs", "0"], "--epochs: must be a number > 0"),
+        (["--tasks", "rte", "mrpc", "--epochs", "3", "5", "2"], "--epochs: give one value or one per task (2)"),
+        (["--tasks", "rte", "--workers-per-gpu", "0"], "--workers-per-gpu: must be an integer >= 1"),
         (["--tasks", "rte", "--glue-dir", "{missing}"], "GLUE data folder not found"),
         (["--tasks", "rte", "--eval-only", "{missing}"], "--eval-only"),
         (["--tasks", "rte", "--cfg", "{missing}"], "missing"),
@@ -131,6 +133,11 @@ def test_gpu_split_balances_training_rows_and_covers_every_unit(glue_eval):
     rows = [sum(min(glue_eval.TRAIN_ROWS[t], 8000) for t, _ in share) for share in shares]
     assert max(rows) - min(rows) <= 8000  # within the largest unit
     assert glue_eval.split_units(["rte"], [1], 4, None) == [[("rte", 1)]]  # no empty workers
+    # per-task epochs weigh the units: 3 epochs of SST-2 against 5 of the others
+    epochs = {"sst2": 3.0, "mrpc": 5.0, "cola": 5.0, "stsb": 5.0, "rte": 5.0}
+    shares = glue_eval.split_units(list(epochs), [1, 2, 3], 6, None, epochs)
+    cost = [sum(glue_eval.TRAIN_ROWS[t] * epochs[t] for t, _ in share) for share in shares]
+    assert len(shares) == 6 and max(cost) == glue_eval.TRAIN_ROWS["sst2"] * 3  # an SST-2 unit alone
 
 
 def test_gpus_needs_that_many_devices(glue_eval, tmp_path, capsys):
