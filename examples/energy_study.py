@@ -94,6 +94,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32, help="training batch size (evaluation: 2x)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision")
     p.add_argument("--workers", type=int, default=1, help="(task, seed) units run side by side (one GPU is shared)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
+                   help="train and evaluate compiled (off by default: every light level changes the sites, and a "
+                        "compiled model would compile again for each)")
     p.add_argument("--seq-len", type=int, default=128, help="sequence length of the energy account")
     p.add_argument("--energy-batch", type=int, default=32, help="sequences per forward pass in the energy account")
     p.add_argument("--widths", nargs="+", type=int, default=list(DEFAULT_WIDTHS), help="scaling-law widths d")
@@ -196,7 +199,7 @@ def unit_ptq(args, task: str, seed: int) -> dict:
     original = pipeline.train_original(task, args.model, glue_dir=args.glue_dir, output_dir=folder / "original",
                                        learning_rate=args.learning_rate, seed=seed, eval_batch_size=2 * args.batch_size,
                                        max_eval_samples=args.max_eval_samples, dtype=_dtype(args),
-                                       progress=progress, **train)
+                                       progress=progress, compile=args.compile, **train)
     metric, score = headline(task, original.metrics)
     rows = [["original", task, seed, "", metric, score]]
     gm, tokenizer = pipeline.transform(original.model, task, args.cfg, args.calibrate_batches,
@@ -204,7 +207,8 @@ def unit_ptq(args, task: str, seed: int) -> dict:
     for photons in [None, *args.photons]:
         set_photons(gm, photons)
         metrics, _ = pipeline.score(gm, task, tokenizer, glue_dir=args.glue_dir, batch_size=2 * args.batch_size,
-                                    max_eval_samples=args.max_eval_samples, dtype=_dtype(args), progress=False)
+                                    max_eval_samples=args.max_eval_samples, dtype=_dtype(args), progress=False,
+                                    compile=args.compile)
         stage = "noiseless" if photons is None else "ptq"
         rows.append([stage, task, seed, "" if photons is None else photons, metric, headline(task, metrics)[1]])
     return {"rows": rows, "seconds": time.time() - started}
@@ -223,7 +227,7 @@ def unit_ft(args, task: str, seed: int, photons: float) -> dict:
         result = pipeline.optical_finetune(gm, task, tokenizer=tokenizer, glue_dir=args.glue_dir, output_dir=scratch,
                                            learning_rate=args.ft_learning_rate, seed=seed,
                                            eval_batch_size=2 * args.batch_size, max_eval_samples=args.max_eval_samples,
-                                           dtype=_dtype(args), progress=not args.no_progress,
+                                           dtype=_dtype(args), progress=not args.no_progress, compile=args.compile,
                                            num_train_epochs=args.ft_epochs,
                                            max_train_samples=args.ft_max_train_samples, bf16=args.bf16,
                                            per_device_train_batch_size=args.batch_size)

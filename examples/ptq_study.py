@@ -110,14 +110,15 @@ def headline(task: str, metrics: dict) -> float:
 
 def evaluate(model, task, tokenizer, args) -> float:
     metrics, _ = pipeline.score(model, task, tokenizer, glue_dir=args.glue_dir, batch_size=args.batch_size,
-                                max_eval_samples=args.max_eval_samples, dtype=args.dtype, progress=False)
+                                max_eval_samples=args.max_eval_samples, dtype=args.dtype, progress=False,
+                                compile=False)  # a sweep: each configuration would compile anew
     return headline(task, metrics)
 
 
 def ptq_score(original, tokenizer, task, cfg, args, seed) -> tuple[float, torch.nn.Module]:
     stage = pipeline.ptq(original, task, cfg, args.calibrate_batches, tokenizer=tokenizer, glue_dir=args.glue_dir,
                          batch_size=args.batch_size, max_eval_samples=args.max_eval_samples, dtype=args.dtype,
-                         seed=seed, progress=False)
+                         seed=seed, progress=False, compile=False)
     return stage.score, stage.model
 
 
@@ -186,7 +187,8 @@ def ft_levels_study(args, runs: Path, out: Path) -> None:
                                                seed=seed, num_train_epochs=args.ft_epochs,
                                                max_train_samples=args.ft_max_train_samples, eval_batch_size=args.batch_size,
                                                per_device_train_batch_size=32, bf16=args.dtype == "bf16",
-                                               max_eval_samples=args.max_eval_samples, dtype=args.dtype, progress=False)
+                                               max_eval_samples=args.max_eval_samples, dtype=args.dtype, progress=False,
+                                               compile=False)
             rows.append([task, seed, levels, ptq, ft.score])
             print(f"ft levels {task} {levels} ptq {ptq:.4f} ft {ft.score:.4f}", flush=True)
     write_csv(out / "qlevels_ft.csv", ["task", "seed", "q_levels", "ptq_score", "ft_score"], rows)
