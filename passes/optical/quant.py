@@ -152,7 +152,7 @@ def dither_hash(x: Tensor, key: Tensor) -> Tensor:
     (``register_inductor_lowering``). Written as separate torch ops, each xorshift step reads
     its input twice, and Inductor's lowering re-expands a shared unrealized input once per read:
     the two rounds cost 2**6 expansions of the index expression per site, which made compiling
-    an optical model several times slower (186 against 44 s on this repository's CPU for the
+    an optical model several times slower (186 against 44 s on a 2-core CPU for the
     2-layer test model, dither on against off); the kernels are the same."""
     return mix32(mix32(x) ^ key)
 
