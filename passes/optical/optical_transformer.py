@@ -204,6 +204,14 @@ class OTLinear(_OTSite):
         y = self._quantize_out(y)
         return y if bias is None else y + bias
 
+    def train(self, mode: bool = True) -> "OTLinear":
+        """Also empties the eager weight cache on entering training: a training step can change the
+        weight without changing the cache's key (a compiled step bypasses the cache, and the
+        optimizer's update after it was measured to leave the weight's version as it was)."""
+        if mode:
+            self._w_cache = None
+        return super().train(mode)
+
     def quantize_input(self, x: Tensor) -> Tensor:
         """This site's input quantization (straight-through): here, or in the attention that
         produces `x` when the fold links them (passes/optical/fold.py)."""

@@ -70,7 +70,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import Trainer, TrainingArguments
 
 from optopass.tools.checks import check_values, integer, is_int, number, one_of, option_name
 from optopass.tools.errors import ConfigError, DataError
@@ -320,7 +320,7 @@ def finetune(
         use_cpu=use_cpu, torch_compile=compiled, overrides=trainer_overrides,
     )
     step_timer = StepTimer(compiled, "cpu" if use_cpu else "cuda")
-    extra_callbacks = [step_timer, DropWeightCaches()] if compiled and optical else [step_timer]
+    extra_callbacks = [step_timer]
     trainer_cls = OpticalTrainer if optical else Trainer
     trainer = trainer_cls(
         model=model,
@@ -372,22 +372,6 @@ class OpticalTrainer(Trainer):
         super()._save(output_dir, state_dict=state_dict)
         if self.args.should_save:
             save_transform_into(self.accelerator.unwrap_model(self.model), output_dir, self.processing_class)
-
-
-class DropWeightCaches(TrainerCallback):
-    """Empties the optical linears' quantized-weight caches after each compiled training step.
-
-    An eager no-grad call caches each site's quantized weight, keyed by the weight's storage and
-    version; an eager training call empties the cache, a compiled one (which bypasses it) does
-    not, and the optimizer's update was measured to leave the key unchanged. Without this, the
-    Trainer's (eager) evaluation after a compiled step, and the returned model, would use the
-    weights quantized before the step.
-    """
-
-    def on_step_end(self, args, state, control, model=None, **kwargs):
-        for module in (model.modules() if model is not None else ()):
-            if getattr(module, "_w_cache", None) is not None:
-                module._w_cache = None
 
 
 def drop_autocast_wrapper(model: nn.Module) -> nn.Module:

@@ -630,3 +630,25 @@ def test_a_training_step_on_a_transformed_encoder_reaches_every_weight(tiny, mak
     finally:
         gm.zero_grad(set_to_none=True)
         gm.eval()
+
+
+def test_entering_training_empties_the_eager_weight_cache():
+    """An eager no-grad call caches the quantized weight; a training step may change the weight
+    without changing the cache's key (a compiled step bypasses the cache), so ``train()`` empties
+    it and the next eval call quantizes the current weight."""
+    site = OTLinear(OpticalTransformerParams(q_dither=False), "fc", site_id=0)
+    w = torch.randn(6, 8)
+    site.set_stats_mode("observe")
+    site(torch.randn(4, 8), w)
+    site.set_stats_mode("frozen")
+    site.eval()
+    x = torch.randn(4, 8)
+    with torch.no_grad():
+        before = site(x, w)
+        assert site._w_cache is not None
+        w.data.mul_(0.5)  # an update the key cannot see: .data writes leave the version alone
+        assert torch.equal(site(x, w), before)  # served from the cache
+        site.train()
+        site.eval()
+        after = site(x, w)
+    assert not torch.equal(after, before)
