@@ -153,7 +153,7 @@ class _OTSite(SiteBase):
         when ``photons_per_mac`` is set; `magnitude` is the same matmul over |operands|, `depth`
         its contraction length. Gradients pass straight through to `y`."""
         s = quant.photons_per_unit(magnitude, self.photons_per_mac, depth)
-        noisy = quant.shot_noise_fused(y, magnitude, s, self.detector_noise, self.key_base, self.counter)
+        noisy = quant.shot_noise_fused(y.detach(), magnitude, s, self.detector_noise, self.key_base, self.counter)
         return quant.ste(y, noisy)
 
     def draws_dither(self) -> bool:

@@ -192,6 +192,15 @@ def register_inductor_lowering() -> bool:
 
     register_lowering(torch.ops.optopass.dither_hash.default, broadcast=True, type_promotion_kind=None)(
         make_pointwise(lambda x, key: mix(ops.bitwise_xor(mix(x), key))))
+
+    def scale(x, c: float):
+        return ops.mul(x, ops.constant(c, torch.float32))
+
+    def at_least(a, b):
+        return ops.to_dtype(ops.ge(a, b), torch.float32)
+
+    register_lowering(torch.ops.optopass.poisson_inversion.default, broadcast=True, type_promotion_kind=None)(
+        make_pointwise(lambda lam, u: _inversion_steps(lam, u, ops.exp, ops.add, ops.mul, scale, at_least)))
     _LOWERING["registered"] = True
     return True
 
@@ -237,20 +246,37 @@ POISSON_TERMS = 40  # inversion terms: P(count >= 40) at a mean of 10 is about 1
 _INVERSION_U_MAX = 1.0 - 2.0**-18  # keeps u under the float32 CDF's plateau (rounding of 40 terms)
 
 
-def poisson_inversion(lam: Tensor, u: Tensor) -> Tensor:
-    """Poisson(`lam`) counts by inversion of the CDF at `u` ~ U[0, 1), in a fixed number of
-    elementwise steps (it fuses into one kernel): ``count = #{k : CDF(k) <= u}``. Exact for
-    means under ``POISSON_EXACT_BELOW`` up to the tail beyond ``POISSON_TERMS`` counts and a
-    probability mass of 2**-18 moved from the far tail (float32 rounding of the CDF)."""
-    u = u * _INVERSION_U_MAX
-    p = torch.exp(-lam)
+def _inversion_steps(lam, u, exp, add, mul, scale, ge):
+    """The CDF inversion's steps over any arithmetic (torch ops here, Inductor's in its lowering):
+    ``count = #{k < POISSON_TERMS : CDF(k) <= u}``, the CDF summed term by term."""
+    u = scale(u, _INVERSION_U_MAX)
+    p = exp(scale(lam, -1.0))
     cdf = p
-    count = torch.zeros_like(lam)
-    for i in range(POISSON_TERMS):
-        count = count + (u >= cdf).float()
-        p = p * (lam / (i + 1))
-        cdf = cdf + p
+    count = ge(u, cdf)
+    for i in range(1, POISSON_TERMS):
+        p = mul(p, scale(lam, 1.0 / i))
+        cdf = add(cdf, p)
+        count = add(count, ge(u, cdf))
     return count
+
+
+@torch.library.custom_op("optopass::poisson_inversion", mutates_args=())
+def poisson_inversion(lam: Tensor, u: Tensor) -> Tensor:
+    """Poisson(`lam`) counts (float32) by inversion of the CDF at `u` ~ U[0, 1), in a fixed number
+    of elementwise steps. Exact for means under ``POISSON_EXACT_BELOW`` up to the tail beyond
+    ``POISSON_TERMS`` counts and a probability mass of 2**-18 moved from the far tail (float32
+    rounding of the CDF).
+
+    One operator, so that Inductor lowers the 40 steps as one elementwise function
+    (``register_inductor_lowering``): written as torch ops, each step reads the running CDF
+    twice, and Inductor re-expands or materialises such shared intermediates."""
+    return _inversion_steps(lam.float(), u.float(), torch.exp, torch.add, torch.mul, lambda x, c: x * c,
+                            lambda a, b: (a >= b).float())
+
+
+@poisson_inversion.register_fake
+def _(lam, u):
+    return torch.empty_like(lam, dtype=torch.float32)
 
 
 def photon_count(lam: Tensor, u: Tensor, z: Tensor) -> Tensor:
@@ -277,10 +303,9 @@ def shot_noise(y: Tensor, magnitude: Tensor, photons_per_unit: Tensor, detector_
     s = photons_per_unit.float()
     lam_pos = torch.clamp(0.5 * s * (magnitude + y), min=0.0)
     lam_neg = torch.clamp(0.5 * s * (magnitude - y), min=0.0)
-    z = torch.stack(normal_pair(stream_uniform(shape, key, 1, device), stream_uniform(shape, key, 2, device)))
-    u = torch.stack([stream_uniform(shape, key, 3, device), stream_uniform(shape, key, 4, device)])
-    counts = photon_count(torch.stack([lam_pos, lam_neg]), u, z)  # both rails in one chain
-    count = counts[0] - counts[1]
+    z_pos, z_neg = normal_pair(stream_uniform(shape, key, 1, device), stream_uniform(shape, key, 2, device))
+    count = photon_count(lam_pos, stream_uniform(shape, key, 3, device), z_pos)
+    count = count - photon_count(lam_neg, stream_uniform(shape, key, 4, device), z_neg)
     if detector_noise is not None:
         d_pos, d_neg = normal_pair(stream_uniform(shape, key, 5, device), stream_uniform(shape, key, 6, device))
         count = count + detector_noise * (d_pos - d_neg)

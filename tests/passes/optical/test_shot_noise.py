@@ -241,3 +241,34 @@ def test_the_same_draws_on_cuda_as_on_the_cpu():
     cuda = quant.shot_noise(y.cuda(), magnitude.cuda(), *(a.cuda() if isinstance(a, torch.Tensor) else a for a in args))
     # the integer hash is exact on both; log/sqrt/cos may differ in the last bits
     assert torch.allclose(cuda.cpu(), cpu, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_compiled_inversion_is_one_function_fused_into_its_consumer(device):
+    """Inductor lowers the Poisson inversion as one elementwise function
+    (quant.register_inductor_lowering): it fuses with the rest of the read-out instead of running
+    as a call of the eager operator, and counts as the eager operator does."""
+    import torch._inductor.config as inductor_config
+    from torch._inductor.utils import run_and_get_code
+
+    assert quant.register_inductor_lowering()
+    gen = torch.Generator().manual_seed(5)
+    lam = torch.rand(4096, generator=gen) * 12
+    u, z = torch.rand(4096, generator=gen), torch.randn(4096, generator=gen)
+
+    def fn(lam, u, z):
+        return quant.photon_count(lam, u, z) * 2.0
+
+    torch._dynamo.reset()
+    with inductor_config.patch(fx_graph_cache=False):  # a cached graph would not show the lowering
+        out, code = run_and_get_code(torch.compile(fn), lam.to(device), u.to(device), z.to(device))
+    torch._dynamo.reset()
+    source = "\n".join(code)
+    assert "ops.optopass.poisson_inversion" not in source  # no call of the eager operator ...
+    assert "_poisson_inversion_" in source  # ... but its lowering, inside a fused kernel
+    want = fn(lam, u, z)
+    small = lam < quant.POISSON_EXACT_BELOW
+    # the Gaussian branch within float32 rounding (a compiler may contract it into a multiply-add);
+    # an inverted count moves only where u sits within exp's last bit of a CDF step: almost never
+    torch.testing.assert_close(out.cpu()[~small], want[~small], rtol=1e-6, atol=1e-5)
+    assert (out.cpu()[small] != want[small]).float().mean().item() < 1e-3
