@@ -26,6 +26,11 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def is_finite_number(value: Any) -> bool:
+    """A finite int or float, not a bool."""
+    return is_number(value) and math.isfinite(value)
+
+
 def integer(minimum: int = 1, *, optional: bool = False) -> Rule:
     """An integer >= `minimum` (and None, when `optional`)."""
     allowed = f"an integer >= {minimum}" + (", or unset" if optional else "")
@@ -37,7 +42,7 @@ def number(*, above: float | None = None, at_least: float | None = None, below: 
     """A finite number within the given bounds (and None, when `optional`)."""
 
     def test(value) -> bool:
-        return (is_number(value) and math.isfinite(value)
+        return (is_finite_number(value)
                 and (above is None or value > above) and (at_least is None or value >= at_least)
                 and (below is None or value < below))
 

@@ -23,9 +23,9 @@ Schema (YAML, units in every name)::
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
+from .checks import is_finite_number
 from .errors import ConfigError
 
 # wavelength of the ITU-T G.694.1 DWDM grid's anchor frequency, 193.1 THz: c / 193.1 THz
@@ -35,10 +35,6 @@ KULL_2014_ADC_ENERGY_PJ = 667e-3 / 90e9 * 1e12  # 7.41 pJ per conversion
 
 # keys without a published default: the user sets them (docs/energy.md says why)
 REQUIRED = ("laser_wall_plug_efficiency", "optical_link_efficiency", "dac_energy_pj")
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -113,7 +109,7 @@ def _check(params: HardwareParams, name: str, allowed: str, ok, optional: bool =
     value = getattr(params, name)
     if value is None and optional:
         return
-    if not _is_number(value) or not ok(value):
+    if not is_finite_number(value) or not ok(value):
         raise ConfigError(f"{name}: must be {allowed}, got {value!r}")
     object.__setattr__(params, name, float(value))
 

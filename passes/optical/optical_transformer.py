@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ...tools.checks import is_int, is_number
 from ...tools.errors import ConfigError
 from . import quant
 from .kernels import MAX_LEVELS
@@ -26,14 +27,6 @@ from .sites import RANGE_METHODS, SiteBase
 
 TECHNOLOGY = "optical_transformer"
 OUT_GRANULARITIES = ("tensor", "channel")
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @register_technology(TECHNOLOGY)
@@ -78,23 +71,23 @@ class OpticalTransformerParams:
     q_detector_noise: float | None = None
 
     def __post_init__(self):
-        if not _is_int(self.q_levels) or self.q_levels < 2:
+        if not is_int(self.q_levels) or self.q_levels < 2:
             raise ConfigError(f"q_levels: must be an integer >= 2, got {self.q_levels!r}")
         if self.q_lut_min is not None:
-            if not _is_number(self.q_lut_min) or not 0 <= self.q_lut_min < 1:
+            if not is_number(self.q_lut_min) or not 0 <= self.q_lut_min < 1:
                 raise ConfigError(f"q_lut_min: must be a number in [0, 1) or null, got {self.q_lut_min!r}")
             object.__setattr__(self, "q_lut_min", float(self.q_lut_min))
         if self.q_quantiles is not None:
             q = self.q_quantiles
-            if not isinstance(q, (list, tuple)) or len(q) != 2 or not all(_is_number(v) for v in q):
+            if not isinstance(q, (list, tuple)) or len(q) != 2 or not all(is_number(v) for v in q):
                 raise ConfigError(f"q_quantiles: must be null or a pair [lo, hi], got {q!r}")
             if not 0 < q[0] < q[1] < 1:
                 raise ConfigError(f"q_quantiles: must satisfy 0 < lo < hi < 1, got {list(q)!r}")
             object.__setattr__(self, "q_quantiles", (float(q[0]), float(q[1])))
-        if not _is_number(self.q_smooth_factor) or not 0 <= self.q_smooth_factor <= 1:
+        if not is_number(self.q_smooth_factor) or not 0 <= self.q_smooth_factor <= 1:
             raise ConfigError(f"q_smooth_factor: must be a number in [0, 1], got {self.q_smooth_factor!r}")
         object.__setattr__(self, "q_smooth_factor", float(self.q_smooth_factor))
-        if not _is_int(self.q_init_seed) or self.q_init_seed < 0:
+        if not is_int(self.q_init_seed) or self.q_init_seed < 0:
             raise ConfigError(f"q_init_seed: must be an integer >= 0, got {self.q_init_seed!r}")
         if self.q_range_method is None:
             object.__setattr__(self, "q_range_method", "statistic" if self.q_quantiles is not None else "mse")
@@ -103,12 +96,12 @@ class OpticalTransformerParams:
         if self.q_out_granularity not in OUT_GRANULARITIES:
             raise ConfigError(f"q_out_granularity: must be one of {', '.join(OUT_GRANULARITIES)}, got {self.q_out_granularity!r}")
         if self.q_photons_per_mac is not None:
-            if not _is_number(self.q_photons_per_mac) or not 0 < self.q_photons_per_mac < math.inf:
+            if not is_number(self.q_photons_per_mac) or not 0 < self.q_photons_per_mac < math.inf:
                 raise ConfigError(f"q_photons_per_mac: must be a number > 0 (mean detected photons per MAC) or null, "
                                   f"got {self.q_photons_per_mac!r}")
             object.__setattr__(self, "q_photons_per_mac", float(self.q_photons_per_mac))
         if self.q_detector_noise is not None:
-            if not _is_number(self.q_detector_noise) or not 0 <= self.q_detector_noise < math.inf:
+            if not is_number(self.q_detector_noise) or not 0 <= self.q_detector_noise < math.inf:
                 raise ConfigError(f"q_detector_noise: must be a number >= 0 (photons rms per detector) or null, "
                                   f"got {self.q_detector_noise!r}")
             if self.q_photons_per_mac is None:

@@ -77,6 +77,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ...tools.checks import is_finite_number, is_int
 from ...tools.errors import ConfigError
 from .sites import SiteBase
 
@@ -232,14 +233,6 @@ def quantize_unit(v: Tensor, bits: int) -> Tensor:
 # Parameters
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 @dataclass(frozen=True)
 class SqueezeLightParams:
     """Parameters of a SqueezeLight layer (YAML keys of the ``squeezelight`` technology).
@@ -268,20 +261,20 @@ class SqueezeLightParams:
     smooth_factor: float = 0.9
 
     def __post_init__(self) -> None:
-        if not _is_int(self.miniblock) or self.miniblock < 2:
+        if not is_int(self.miniblock) or self.miniblock < 2:
             raise ConfigError(f"miniblock: must be an integer >= 2, got {self.miniblock!r}")
         for name in ("w_bits", "in_bits"):
             value = getattr(self, name)
-            if not _is_int(value) or not 1 <= value <= 16:
+            if not is_int(value) or not 1 <= value <= 16:
                 raise ConfigError(f"{name}: must be an integer in 1..16, got {value!r}")
         for name in ("morr_a", "morr_r"):
             value = getattr(self, name)
-            if not _is_number(value) or not 0.0 < value < 1.0:
+            if not is_finite_number(value) or not 0.0 < value < 1.0:
                 raise ConfigError(f"{name}: must be a number in (0, 1), got {value!r}")
-        if self.phase_bias is not None and not (_is_number(self.phase_bias) and 0.0 < self.phase_bias < math.pi):
+        if self.phase_bias is not None and not (is_finite_number(self.phase_bias) and 0.0 < self.phase_bias < math.pi):
             raise ConfigError(f"phase_bias: must be null or a number in (0, pi), got {self.phase_bias!r}")
         if self.phase_span is not None and not (
-            _is_number(self.phase_span) and 0.0 < self.phase_span <= math.pi - self.resolved_phase_bias
+            is_finite_number(self.phase_span) and 0.0 < self.phase_span <= math.pi - self.resolved_phase_bias
         ):
             raise ConfigError(
                 f"phase_span: must be null or a number in (0, pi - phase_bias] "
@@ -292,7 +285,7 @@ class SqueezeLightParams:
                 f"phase_span: the default (FWHM {self.resolved_phase_span:.4g}) plus phase_bias "
                 f"{self.resolved_phase_bias:.4g} exceeds pi; set phase_span explicitly"
             )
-        if not _is_number(self.smooth_factor) or not 0.0 <= self.smooth_factor <= 1.0:
+        if not is_finite_number(self.smooth_factor) or not 0.0 <= self.smooth_factor <= 1.0:
             raise ConfigError(f"smooth_factor: must be a number in [0, 1], got {self.smooth_factor!r}")
 
     @property
@@ -337,7 +330,7 @@ class SqueezeLightLinearSite(SiteBase):
     def __init__(self, params: SqueezeLightParams, name: str, out_features: int, in_features: int, site_id: int = 0):
         if not isinstance(params, SqueezeLightParams):
             raise TypeError(f"params must be SqueezeLightParams, got {type(params).__name__}")
-        if not (_is_int(out_features) and out_features > 0 and _is_int(in_features) and in_features > 0):
+        if not (is_int(out_features) and out_features > 0 and is_int(in_features) and in_features > 0):
             raise ValueError(f"out_features and in_features must be positive integers, got {out_features!r}, {in_features!r}")
         super().__init__(name, site_id, seed=0, smooth=params.smooth_factor, quantiles=None)
         self.params = params
