@@ -22,9 +22,7 @@ energy per MAC for its matmuls, and ``memory_energy_per_byte_pj`` per byte it re
 from __future__ import annotations
 
 import math
-import os
 import re
-import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,6 +35,7 @@ from torch import Tensor, nn
 
 from .config import load_hardware
 from .hardware import HardwareParams
+from .io import write_file_atomically
 
 PLANCK_J_S = 6.62607015e-34  # h, exact in the SI since 2019 (CODATA 2018)
 SPEED_OF_LIGHT_M_S = 299_792_458.0  # c, exact
@@ -599,14 +598,7 @@ def write_plot(report: EnergyReport, path: str | Path, title: str | None = None)
     for label in ax.get_xticklabels():
         label.set_horizontalalignment("right")
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(suffix=".png", prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png", dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return write_file_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
     finally:
         plt.close(fig)
-    return path

@@ -14,8 +14,10 @@ Writes go to a temporary folder beside `directory`, renamed into place when comp
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,21 @@ from .errors import ModelLoadError, OutputError
 
 FORMAT_VERSION = 1
 _INTERNAL_PREFIXES = (f"{SITES_PREFIX}.", "mode_aware.")
+
+
+def write_file_atomically(path: str | Path, write: Callable[[Path], Any]) -> Path:
+    """``write(tmp)`` to a temporary file beside `path`, then rename it into place: a reader
+    never sees a half-written file, and a failed write leaves nothing."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def _base_state(gm: torch.nn.Module, hf_model: torch.nn.Module) -> dict[str, torch.Tensor]:
