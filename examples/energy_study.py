@@ -49,7 +49,6 @@ import copy
 import csv
 import json
 import math
-import os
 import statistics
 import sys
 import tempfile
@@ -59,7 +58,9 @@ from pathlib import Path
 
 import torch
 
+from optopass.tools.energy_cmd import format_si
 from optopass.tools.errors import ConfigError, OptopassError
+from optopass.tools.io import write_file_atomically
 from optopass.tools.glue.tasks import GLUE_TASKS, get_task
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -314,18 +315,6 @@ def glue_study(args) -> tuple[list[list], dict, dict]:
 # Outputs
 
 
-def write_atomic(path: Path, write) -> None:
-    """`write(tmp_path)` then rename into place: no half-written file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_csv(path: Path, header, rows) -> None:
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="") as handle:
@@ -333,7 +322,7 @@ def write_csv(path: Path, header, rows) -> None:
             out.writerow(header)
             out.writerows(rows)
 
-    write_atomic(path, write)
+    write_file_atomically(path, write)
 
 
 def _mean_std(values: list[float]) -> str:
@@ -376,12 +365,7 @@ def glue_tables(rows, found, extra, args) -> str:
 
 
 def _joules(value) -> str:
-    if value is None:
-        return "-"
-    for unit, scale in (("J", 1), ("mJ", 1e-3), ("uJ", 1e-6), ("nJ", 1e-9), ("pJ", 1e-12)):
-        if abs(value) >= scale:
-            return f"{value / scale:.3g} {unit}"
-    return f"{value:.3g} J"
+    return "-" if value is None else format_si(value, "J")
 
 
 def scaling_table(rows, args) -> str:
@@ -417,7 +401,7 @@ def plot_glue(rows, found, args, path: Path) -> None:
         ax.set_ylabel(f"{get_task(task).headline_metric} x100")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    write_file_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
     plt.close(fig)
 
 
@@ -435,7 +419,7 @@ def plot_scaling(rows, args, path: Path) -> None:
     ax.set_ylabel(f"photons per MAC for {args.target_snr_db:g} dB SNR")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    write_file_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
     plt.close(fig)
 
 
@@ -452,6 +436,7 @@ def render(args, source: Path, out: Path) -> str:
     args.tasks, args.photons, args.widths = ran["tasks"], ran["photons"], ran["widths"]
     args.tolerance, args.target_snr_db = ran["tolerance"], ran["target_snr_db"]
     found = thresholds(glue, args)
+    out.mkdir(parents=True, exist_ok=True)
     plot_scaling(scaling, args, out / "energy_scaling.png")
     plot_glue(glue, found, args, out / "energy_glue.png")
     return glue_tables(glue, found, {"energy": run.get("energy", {})}, args) + "\n" + scaling_table(scaling, args)
@@ -470,9 +455,8 @@ def main(argv=None) -> int:
         if out.exists() and not out.is_dir():
             raise ConfigError(f"--out: {out} is a file; give a folder")
         if args.render:
-            out.mkdir(parents=True, exist_ok=True)
             text = render(args, Path(args.render), out)
-            write_atomic(out / "energy_tables.md", lambda tmp: tmp.write_text(text))
+            write_file_atomically(out / "energy_tables.md", lambda tmp: tmp.write_text(text))
             print(text)
             return 0
         out.mkdir(parents=True, exist_ok=True)
@@ -494,8 +478,9 @@ def main(argv=None) -> int:
             write_csv(out / "energy_glue.csv", GLUE_HEADER, rows)
             plot_glue(rows, found, args, out / "energy_glue.png")
             text = glue_tables(rows, found, extra, args) + "\n" + text
-        write_atomic(out / "energy_tables.md", lambda tmp: tmp.write_text(text))
-        write_atomic(out / "energy_run.json", lambda tmp: tmp.write_text(json.dumps(run, indent=2, default=str)))
+        write_file_atomically(out / "energy_tables.md", lambda tmp: tmp.write_text(text))
+        run_json = json.dumps(run, indent=2, default=str)
+        write_file_atomically(out / "energy_run.json", lambda tmp: tmp.write_text(run_json))
     except OptopassError as err:
         print(f"energy_study.py: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -89,8 +89,8 @@ def run_energy(*, model: str | None, cfg: str | None, hardware: str | None = Non
 # The table
 
 
-def _si(value: float, unit: str) -> str:
-    """1.23e-9, "J" -> "1.23 nJ"."""
+def format_si(value: float, unit: str) -> str:
+    """`value` with an SI prefix: 1.23e-9, "J" -> "1.23 nJ"."""
     if value == 0:
         return f"0 {unit}"
     for factor, prefix in ((1e-21, "z"), (1e-18, "a"), (1e-15, "f"), (1e-12, "p"), (1e-9, "n"), (1e-6, "µ"), (1e-3, "m"), (1.0, "")):
@@ -113,7 +113,7 @@ def format_energy(result: dict[str, Any]) -> str:
     lines = [
         f"model: {result['model']} ({result['model_class']}), config: {result['config']}",
         f"batch {result['batch']} x {tokens} tokens; per inference = one sequence; weight loads amortised over the batch",
-        f"hardware: wavelength {hw['wavelength_nm']:.6g} nm (photon {_si(result['photon_energy_j'], 'J')}), laser "
+        f"hardware: wavelength {hw['wavelength_nm']:.6g} nm (photon {format_si(result['photon_energy_j'], 'J')}), laser "
         f"wall-plug {hw['laser_wall_plug_efficiency']:g}, link {hw['optical_link_efficiency']:g}, DAC "
         f"{hw['dac_energy_pj']:g} pJ, ADC {hw['adc_energy_pj']:.3g} pJ, weight load {wpj:g} pJ, digital "
         f"{hw['digital_energy_per_op_pj']:g} pJ/op, memory {hw['memory_energy_per_byte_pj']:g} pJ/byte",
@@ -130,8 +130,8 @@ def format_energy(result: dict[str, Any]) -> str:
         mark = "*" if s["photons_from"] != "site" else " "
         defaulted |= mark == "*"
         lines.append(f"{s['site']:<{width}}  {s['kind']:<4} {_count(e['macs']):>7} {s['photons_per_mac']:>7.3g}{mark} "
-                     f"{_si(e['optical_j'], 'J'):>9} {_si(e['dac_j'], 'J'):>9} {_si(e['adc_j'], 'J'):>9} "
-                     f"{_si(e['weight_load_j'], 'J'):>9} {_si(e['total_j'], 'J'):>9}")
+                     f"{format_si(e['optical_j'], 'J'):>9} {format_si(e['dac_j'], 'J'):>9} {format_si(e['adc_j'], 'J'):>9} "
+                     f"{format_si(e['weight_load_j'], 'J'):>9} {format_si(e['total_j'], 'J'):>9}")
     if defaulted:
         lines.append(f"* photons per MAC from the hardware section ({hw['photons_per_mac']:g}): the site's op sets none "
                      "(shot noise off)")
@@ -140,20 +140,20 @@ def format_energy(result: dict[str, Any]) -> str:
     batch = result["batch"]
     for cls, cell in result["digital"].items():
         lines.append(f"{cls:<12} {_count(cell['ops'] / batch):>8} {_count(cell['macs'] / batch):>8} "
-                     f"{_count(cell['bytes'] / batch):>8} {_si(cell['compute_j'] / batch, 'J'):>9} "
-                     f"{_si(cell['memory_j'] / batch, 'J'):>9}")
+                     f"{_count(cell['bytes'] / batch):>8} {format_si(cell['compute_j'] / batch, 'J'):>9} "
+                     f"{format_si(cell['memory_j'] / batch, 'J'):>9}")
     if result["uncounted_ops"]:
         lines.append("not counted: " + ", ".join(f"{op} x{n}" for op, n in result["uncounted_ops"].items()))
     totals = result["totals"]
     lines += ["", f"{'total':<16} {'per inference':>14} {'per token':>12}"]
     for cat in CATEGORIES:
-        lines.append(f"{CATEGORY_LABELS[cat]:<16} {_si(totals['per_inference_j'][cat], 'J'):>14} "
-                     f"{_si(totals['per_token_j'][cat], 'J'):>12}")
-    lines.append(f"{'all':<16} {_si(totals['total_per_inference_j'], 'J'):>14} {_si(totals['total_per_token_j'], 'J'):>12}")
+        lines.append(f"{CATEGORY_LABELS[cat]:<16} {format_si(totals['per_inference_j'][cat], 'J'):>14} "
+                     f"{format_si(totals['per_token_j'][cat], 'J'):>12}")
+    lines.append(f"{'all':<16} {format_si(totals['total_per_inference_j'], 'J'):>14} {format_si(totals['total_per_token_j'], 'J'):>12}")
     ref = result["digital_reference"]
     lines += ["", f"digital reference: {_count(result['macs']['reference_per_inference'])} MACs x "
-              f"{ref['energy_per_mac_fj']:g} fJ = {_si(ref['per_inference_j'], 'J')} per inference "
-              f"({_si(ref['per_token_j'], 'J')} per token)",
+              f"{ref['energy_per_mac_fj']:g} fJ = {format_si(ref['per_inference_j'], 'J')} per inference "
+              f"({format_si(ref['per_token_j'], 'J')} per token)",
               f"digital / optical: {ref['advantage']:.3g}x" + (" (the optical machine uses less)" if ref["advantage"] > 1
                                                                   else " (the digital processor uses less)")]
     if "plot" in result:
