@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -182,8 +183,9 @@ TIMINGS = ("interleaved", "sequential")
 
 def default_timings(on_gpu: bool) -> tuple[str, ...]:
     """Both timings on a GPU, where interleaving was measured to slow the launch-bound plain
-    modes on some machines (plain compiled 5.4 ms interleaved, 3.0 ms in a row: docs/speed.md): each row set is then there to read. Interleaved on a CPU, whose
-    speed drifts from minute to minute."""
+    modes on some machines (plain compiled 5.4 ms interleaved, 3.0 ms in a row: docs/speed.md):
+    each row set is then there to read. Interleaved on a CPU, whose speed drifts from minute to
+    minute."""
     return ("sequential", "interleaved") if on_gpu else ("interleaved",)
 
 
@@ -419,8 +421,6 @@ def _run(args) -> int:
 
 
 def _glue_bench_from_args(args) -> list[GlueRow]:
-    import sys
-
     if args.no_compile:
         run_modes = ["eager"]
     elif args.compile:
@@ -436,8 +436,6 @@ def _glue_bench_from_args(args) -> list[GlueRow]:
 
 
 def _bench_from_args(args, sizes) -> list[Row]:
-    import sys
-
     return run_bench(args.device, args.shape, args.batch, args.seq, args.dtype,
                      tuple(m for m in args.modes if m != "glue"),
                      compile_modes=["eager"] if args.no_compile else (["eager", "compiled"] if args.compile else args.compile_modes), warmup=args.warmup, iters=args.iters,

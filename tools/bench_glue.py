@@ -13,7 +13,7 @@ models:
 
 Each row gives both models' samples per second after compiling (warm-up calls apart: see
 :mod:`~optopass.tools.glue.timing`), their ratio plain/optical (how many times longer a sample
-takes through the optical model: the issue's "1.4x"), and each model's compile seconds beside.
+takes through the optical model), and each model's compile seconds beside.
 The optical model is the plain one transformed with ``--cfg`` and calibrated on two training
 batches (ranges frozen); both start every measurement from the same weights. The RoBERTa-shaped
 models read the MiniLM tokenizer's ids (without token type ids, as RoBERTa's tokenizer): the

@@ -220,12 +220,10 @@ def hash_uniform(shape: torch.Size, key: Tensor, device: torch.device) -> Tensor
 
 
 def stream_uniform(shape: torch.Size, key: Tensor, stream: int, device: torch.device) -> Tensor:
-    """U[0, 1) float32 noise of the numbered `stream` of one call's key: ``hash_uniform`` with
-    the key ``lowbias32(key ^ stream * 0x632BE5AB)``, so that each stream of a call (shot noise
-    of each rail, detector noise) is a draw of its own, and none is the dither's (stream 0 is
-    the dither's key itself)."""
-    if stream == 0:
-        return hash_uniform(shape, key, device)
+    """U[0, 1) float32 noise of the numbered `stream` (>= 1) of one call's key: ``hash_uniform``
+    with the key ``lowbias32(key ^ stream * 0x632BE5AB)``, so that each stream of a call (shot
+    noise of each rail, detector noise) is a draw of its own, apart from the dither's (which
+    hashes the call's key itself)."""
     derived = _mix32_key((key.long() & _MASK32) ^ (stream * 0x632BE5AB & _MASK32))
     return hash_uniform(shape, derived, device)
 

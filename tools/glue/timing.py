@@ -75,7 +75,8 @@ class Throughput:
 
 
 class CallTimer:
-    """Times one call into a :class:`Throughput`: ``with timer.call(samples, shape): ...``."""
+    """Times one call into a :class:`Throughput`: ``started = timer.start()``, the call, then
+    ``timer.stop(started, samples, shape)``."""
 
     def __init__(self, throughput: Throughput, device: torch.device | str | None):
         self.throughput = throughput

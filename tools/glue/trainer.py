@@ -297,7 +297,8 @@ def finetune(
         bf16=bf16, fp16=fp16, use_cpu=use_cpu, logging_steps=logging_steps, pad_to_multiple_of=pad_to_multiple_of,
     )
     use_cpu = use_cpu or not torch.cuda.is_available()  # the Trainer's bf16 check asks for it on CPU
-    compiled = resolve_compile(compile, "cpu" if use_cpu else "cuda")
+    device = "cpu" if use_cpu else "cuda"
+    compiled = resolve_compile(compile, device)
     output_dir = Path(output_dir)
     checkpoint_dir = output_dir / CHECKPOINTS
     resume = _resolve_resume(resume_from_checkpoint, checkpoint_dir)
@@ -319,8 +320,7 @@ def finetune(
         logging_steps=logging_steps, dataloader_num_workers=dataloader_num_workers, progress=progress,
         use_cpu=use_cpu, torch_compile=compiled, overrides=trainer_overrides,
     )
-    step_timer = StepTimer(compiled, "cpu" if use_cpu else "cuda")
-    extra_callbacks = [step_timer]
+    step_timer = StepTimer(compiled, device)
     trainer_cls = OpticalTrainer if optical else Trainer
     trainer = trainer_cls(
         model=model,
@@ -331,7 +331,7 @@ def finetune(
                                    pad_to_multiple_of=pad_to_multiple_of, max_length=max_seq_length),
         processing_class=tokenizer,
         compute_metrics=glue_compute_metrics(task),
-        callbacks=[*(callbacks or []), *extra_callbacks],
+        callbacks=[*(callbacks or []), step_timer],
     )
     train_output = trainer.train(resume_from_checkpoint=resume)
     model = drop_autocast_wrapper(trainer.accelerator.unwrap_model(trainer.model))
