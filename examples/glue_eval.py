@@ -56,6 +56,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -139,10 +140,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--gpus", type=int, default=1,
                    help="run the (task, seed) units on this many GPUs at once, one worker process per GPU "
-                        "(logs in OUT/parts/); the tables merge them")
+                        "taking units from a shared queue, longest first (logs in OUT/parts/); the tables "
+                        "merge them")
     p.add_argument("--workers-per-gpu", type=int, default=1,
                    help="worker processes sharing each GPU (a small encoder's steps leave a GPU mostly idle)")
-    p.add_argument("--worker-units", default=None, help=argparse.SUPPRESS)  # task:seed,... (a --gpus worker)
+    p.add_argument("--worker-units", default=None, help=argparse.SUPPRESS)  # task:seed,... (one worker's units)
+    p.add_argument("--worker-queue", default=None, help=argparse.SUPPRESS)  # a --gpus worker: the units' queue folder
     p.add_argument("--worker-out", default=None, help=argparse.SUPPRESS)  # where that worker writes its study
     return p.parse_args(argv)
 
@@ -261,21 +264,26 @@ def run_study(args: argparse.Namespace) -> Study:
             technologies["squeezelight"] = squeezelight
     stages_per_run = 2 + 2 * len(technologies)
     out = Path(args.out)
-    units = parse_units(args.worker_units) if args.worker_units else [(t, s) for t in study.tasks for s in study.seeds]
-    with tqdm(total=len(units) * stages_per_run, desc="glue_eval", unit="stage", disable=args.no_progress) as bar:
+    if args.worker_queue:
+        units = claim_units(Path(args.worker_queue))
+        total = None
+    else:
+        units = parse_units(args.worker_units) if args.worker_units else [(t, s) for t in study.tasks for s in study.seeds]
+        total = len(units) * stages_per_run
+    with tqdm(total=total, desc="glue_eval", unit="stage", disable=args.no_progress) as bar:
         for task, seed in units:
             run_one(args, study, task, seed, glue_dir, technologies, out, bar)
     return study
 
 
 # ------------------------------------------------------------------------------------------------
-# --gpus N: one worker process per GPU, each running a share of the (task, seed) units
+# --gpus N: worker processes on each GPU, taking the (task, seed) units from one queue
 
 class WorkerError(RuntimeError):
     """A --gpus worker process exited with an error (its log says why)."""
 
 
-# training rows of each GLUE task (the cost model of the split; a cap lowers them)
+# training rows of each GLUE task (the order of the queue; a cap lowers them)
 TRAIN_ROWS = {"cola": 8551, "sst2": 67349, "mrpc": 3668, "stsb": 5749, "qqp": 363846, "mnli": 392702,
               "qnli": 104743, "rte": 2490, "wnli": 635}
 
@@ -284,17 +292,41 @@ def parse_units(text: str) -> list[tuple[str, int]]:
     return [(unit.split(":")[0], int(unit.split(":")[1])) for unit in text.split(",") if unit]
 
 
-def split_units(tasks: list[str], seeds: list[int], workers: int, cap: int | None,
-                epochs: dict[str, float] | None = None) -> list[list[tuple[str, int]]]:
-    """(task, seed) units in `workers` shares of about equal training rows x epochs (longest first)."""
-    cost = {task: min(TRAIN_ROWS.get(task, 1), cap or 10**9) * (epochs or {}).get(task, 1.0) for task in tasks}
-    shares: list[list[tuple[str, int]]] = [[] for _ in range(workers)]
-    load = [0] * workers
-    for task, seed in sorted(((t, s) for t in tasks for s in seeds), key=lambda u: -cost[u[0]]):
-        k = load.index(min(load))
-        shares[k].append((task, seed))
-        load[k] += cost[task]
-    return [share for share in shares if share]
+def unit_cost(task: str, cap: int | None, epochs: dict[str, float] | None) -> float:
+    return min(TRAIN_ROWS.get(task, 1), cap or 10**9) * (epochs or {}).get(task, 1.0)
+
+
+def unit_order(tasks: list[str], seeds: list[int], cap: int | None,
+               epochs: dict[str, float] | None = None) -> list[tuple[str, int]]:
+    """Every (task, seed) unit, the most training rows x epochs first."""
+    return sorted(((t, s) for t in tasks for s in seeds), key=lambda u: -unit_cost(u[0], cap, epochs))
+
+
+def write_queue(folder: Path, units: list[tuple[str, int]]) -> None:
+    """One file per unit, named so that listing the folder gives `units`' order."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, (task, seed) in enumerate(units):
+        (folder / f"{k:04d}-{task}-{seed}").touch()
+
+
+def claim_units(folder: Path):
+    """Yields the queue's units one at a time, each to exactly one of the workers sharing `folder`:
+    a worker claims a unit by renaming its file into ``claimed/`` (atomic; a lost race moves on).
+    Workers that finish early take the units left, so the load balances itself."""
+    claimed = folder / "claimed"
+    claimed.mkdir(exist_ok=True)
+    while True:
+        names = sorted(p.name for p in folder.iterdir() if p.is_file())
+        if not names:
+            return
+        for name in names:
+            try:
+                os.rename(folder / name, claimed / name)
+            except FileNotFoundError:  # another worker took it
+                continue
+            _, task, seed = name.split("-")
+            yield task, int(seed)
+            break
 
 
 def study_to_json(study: Study) -> dict:
@@ -317,24 +349,25 @@ def merge_studies(tasks: list[str], seeds: list[int], parts: list[dict]) -> Stud
 
 
 def run_on_gpus(args: argparse.Namespace, argv: list[str]) -> Study:
-    """Starts ``--workers-per-gpu`` workers (this script, CUDA_VISIBLE_DEVICES=k) per GPU, one per
-    share of units; merges their studies."""
+    """Starts ``--workers-per-gpu`` workers (this script, CUDA_VISIBLE_DEVICES=k) per GPU, which take
+    the (task, seed) units from one queue, longest first, until none is left; merges their studies."""
     import subprocess
 
     parts_dir = Path(args.out) / "parts"
     parts_dir.mkdir(parents=True, exist_ok=True)
-    shares = split_units(args.tasks, args.seeds, args.gpus * args.workers_per_gpu, args.max_train_samples,
-                         per_task(args.epochs, args.tasks, "--epochs"))
+    units = unit_order(args.tasks, args.seeds, args.max_train_samples, per_task(args.epochs, args.tasks, "--epochs"))
+    queue = parts_dir / "queue"
+    shutil.rmtree(queue, ignore_errors=True)
+    write_queue(queue, units)
     workers = []
-    for k, share in enumerate(shares):
-        units = ",".join(f"{t}:{s}" for t, s in share)
+    for k in range(min(args.gpus * args.workers_per_gpu, len(units))):
         log = open(parts_dir / f"gpu{k}.log", "w")
         cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--gpus", "1", "--workers-per-gpu", "1",
-               "--no-progress", "--worker-units", units, "--worker-out", str(parts_dir / f"gpu{k}.json")]
+               "--no-progress", "--worker-queue", str(queue), "--worker-out", str(parts_dir / f"gpu{k}.json")]
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         gpu = k % args.gpus
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": visible.split(",")[gpu] if visible else str(gpu)}
-        print(f"glue_eval: worker {k} on GPU {gpu}: {units} (log {log.name})", file=sys.stderr)
+        print(f"glue_eval: worker {k} on GPU {gpu} (log {log.name})", file=sys.stderr)
         workers.append((k, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log))
     failed = []
     for k, proc, log in workers:
@@ -343,7 +376,7 @@ def run_on_gpus(args: argparse.Namespace, argv: list[str]) -> Study:
         log.close()
     if failed:
         raise WorkerError("worker failed: " + ", ".join(failed))
-    parts = [json.loads((parts_dir / f"gpu{k}.json").read_text()) for k in range(len(shares))]
+    parts = [json.loads((parts_dir / f"gpu{k}.json").read_text()) for k, _, _ in workers]
     return merge_studies(list(args.tasks), list(args.seeds), parts)
 
 
@@ -657,7 +690,7 @@ def main(argv: list[str] | None = None) -> int:
         per_task(args.optical_learning_rates, args.tasks, "--optical-learning-rates")
         if args.eval_only and not Path(args.eval_only).is_dir():
             raise ConfigError(f"--eval-only: {args.eval_only}: folder not found")
-        if args.worker_units:  # one share of a --gpus run: the study only, the parent writes the tables
+        if args.worker_units or args.worker_queue:  # one share of a --gpus run: the study only, the parent writes the tables
             study = run_study(args)
             Path(args.worker_out).write_text(json.dumps(study_to_json(study), default=str))
             return 0

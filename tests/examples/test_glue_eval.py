@@ -126,18 +126,29 @@ def test_helpers(glue_eval):
     assert glue_eval.model_short_name("/tmp/x/My Model/") == "my-model"
 
 
-def test_gpu_split_balances_training_rows_and_covers_every_unit(glue_eval):
-    shares = glue_eval.split_units(["sst2", "mrpc", "cola", "stsb", "rte"], [1, 2, 3], 2, 8000)
-    units = sorted(u for share in shares for u in share)
-    assert units == sorted((t, s) for t in ["sst2", "mrpc", "cola", "stsb", "rte"] for s in [1, 2, 3])
-    rows = [sum(min(glue_eval.TRAIN_ROWS[t], 8000) for t, _ in share) for share in shares]
-    assert max(rows) - min(rows) <= 8000  # within the largest unit
-    assert glue_eval.split_units(["rte"], [1], 4, None) == [[("rte", 1)]]  # no empty workers
-    # per-task epochs weigh the units: 3 epochs of SST-2 against 5 of the others
+def test_queue_orders_units_longest_first_and_gives_each_to_one_worker(glue_eval, tmp_path):
     epochs = {"sst2": 3.0, "mrpc": 5.0, "cola": 5.0, "stsb": 5.0, "rte": 5.0}
-    shares = glue_eval.split_units(list(epochs), [1, 2, 3], 6, None, epochs)
-    cost = [sum(glue_eval.TRAIN_ROWS[t] * epochs[t] for t, _ in share) for share in shares]
-    assert len(shares) == 6 and max(cost) == glue_eval.TRAIN_ROWS["sst2"] * 3  # an SST-2 unit alone
+    units = glue_eval.unit_order(list(epochs), [1, 2, 3], None, epochs)
+    assert sorted(units) == sorted((t, s) for t in epochs for s in [1, 2, 3])
+    assert [t for t, _ in units[:3]] == ["sst2"] * 3 and [t for t, _ in units[-3:]] == ["rte"] * 3
+    # a cap of 2000 rows puts CoLA (5 epochs of 2000) ahead of SST-2 (3 epochs of 2000)
+    assert glue_eval.unit_order(list(epochs), [1], 2000, epochs)[-1] == ("sst2", 1)
+    queue = tmp_path / "queue"
+    glue_eval.write_queue(queue, units)
+    # three workers interleaved: each takes the next unit left; every unit is taken exactly once, in order
+    workers = [glue_eval.claim_units(queue) for _ in range(3)]
+    taken, done = [], set()
+    while len(done) < 3:
+        for k, worker in enumerate(workers):
+            if k in done:
+                continue
+            unit = next(worker, None)
+            if unit is None:
+                done.add(k)
+            else:
+                taken.append(unit)
+    assert taken == units
+    assert not [p for p in queue.iterdir() if p.is_file()] and len(list((queue / "claimed").iterdir())) == 15
 
 
 def test_gpus_needs_that_many_devices(glue_eval, tmp_path, capsys):
@@ -149,19 +160,16 @@ def test_gpus_needs_that_many_devices(glue_eval, tmp_path, capsys):
     assert code == 2 and len(err) == 1 and "--gpus" in err[0]
 
 
-def test_worker_shares_merge_into_the_single_process_tables(glue_eval, tiny_bert_dir, glue_dir, tmp_path):
-    """Two worker shares (what --gpus 2 starts, run here one after the other on the CPU), merged,
-    give the same scores as one process running both tasks."""
+def test_workers_sharing_a_queue_give_the_single_process_tables(glue_eval, tiny_bert_dir, glue_dir, tmp_path):
+    """--workers-per-gpu 2 (two worker processes taking units from one queue; on the CPU here) gives
+    the same scores as one process running both tasks."""
     common = ["--model", str(tiny_bert_dir), "--tasks", "rte", "stsb", "--glue-dir", str(glue_dir), "--no-optical", *QUICK]
     single = tmp_path / "single"
     assert glue_eval.main([*common, "--out", str(single)]) == 0
-    parts = []
-    for k, unit in enumerate(["rte:1", "stsb:1"]):
-        part = tmp_path / f"part{k}.json"
-        assert glue_eval.main([*common, "--out", str(tmp_path / "split"), "--worker-units", unit,
-                               "--worker-out", str(part)]) == 0
-        parts.append(json.loads(part.read_text()))
-    assert not (tmp_path / "split" / "tables.md").exists()  # workers leave the tables to the parent
-    merged = glue_eval.merge_studies(["rte", "stsb"], [1], parts)
-    glue_eval.write_outputs(merged, tmp_path / "split", str(tiny_bert_dir))
-    assert read_csv(tmp_path / "split" / "glue_tiny-bert.csv") == read_csv(single / "glue_tiny-bert.csv")
+    split = tmp_path / "split"
+    assert glue_eval.main([*common, "--out", str(split), "--workers-per-gpu", "2"]) == 0
+    assert read_csv(split / "glue_tiny-bert.csv") == read_csv(single / "glue_tiny-bert.csv")
+    claimed = sorted(p.name for p in (split / "parts" / "queue" / "claimed").iterdir())
+    assert sorted(name.split("-", 1)[1] for name in claimed) == ["rte-1", "stsb-1"]  # each unit taken once
+    done = [json.loads((split / "parts" / f"gpu{k}.json").read_text())["scores"]["original"] for k in range(2)]
+    assert sorted(task for part in done for task, seeds in part.items() if seeds) == ["rte", "stsb"]
