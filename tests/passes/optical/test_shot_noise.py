@@ -224,11 +224,13 @@ def test_compiled_shot_noise_equals_eager(device):
             got = compiled(x, w)
     finally:
         torch._dynamo.reset()
-    step = (site.out_range[1] - site.out_range[0]).item() / 255
-    # float32 reassociation may move an output across a rounding boundary: one step at most,
-    # and almost never
-    assert (got - eager).abs().max().item() <= step * 1.001
-    assert (got != eager).float().mean().item() < 0.01
+    lo, step = site.out_range[0].item(), (site.out_range[1] - site.out_range[0]).item() / 255
+    # compare ADC codes: the dequantized value of one code may differ in its last bits (a GPU
+    # kernel contracts the dequantization into a multiply-add); float32 reassociation may move
+    # an output across a rounding boundary: one code at most, and almost never
+    codes = [torch.round((t - lo) / step) for t in (got, eager)]
+    assert (codes[0] - codes[1]).abs().max().item() <= 1
+    assert (codes[0] != codes[1]).float().mean().item() < 0.01
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -263,8 +265,9 @@ def test_compiled_inversion_is_one_function_fused_into_its_consumer(device):
     with inductor_config.patch(fx_graph_cache=False):  # a cached graph would not show the lowering
         out, code = run_and_get_code(torch.compile(fn), lam.to(device), u.to(device), z.to(device))
     torch._dynamo.reset()
-    source = "\n".join(code)
-    assert "ops.optopass.poisson_inversion" not in source  # no call of the eager operator ...
+    # without comments: a Triton kernel's header quotes the graph fragment it computes
+    source = "\n".join(line for text in code for line in text.splitlines() if not line.lstrip().startswith("#"))
+    assert "optopass.poisson_inversion" not in source  # no call of the eager operator ...
     assert "_poisson_inversion_" in source  # ... but its lowering, inside a fused kernel
     want = fn(lam, u, z)
     small = lam < quant.POISSON_EXACT_BELOW
