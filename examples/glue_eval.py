@@ -21,6 +21,8 @@ Outputs in ``--out``:
 ``glue_<model>.csv``             long format, columns ``setting,seed,task,metric,score``
 ``site_report.csv``              per-site report (``optopass.report``) of each calibrated model
 ``run.json``                     the arguments, which rows were not available, seconds per stage
+``units/<task>-<seed>.json``     each finished (task, seed) unit's scores, written as it finishes:
+                                 ``--resume`` keeps them and runs only the units left
 ``models/<task>/seed<k>/...``    the fine-tuned models (``original``, ``ot_ft``, ...)
 
 Examples::
@@ -33,6 +35,9 @@ Examples::
 
     # score the models of an earlier run again, without training
     python examples/glue_eval.py --eval-only runs/glue_eval --out runs/glue_eval_again
+
+    # a run stopped part-way (a worker failed, the machine was taken back): run the units left
+    python examples/glue_eval.py --bf16 --seeds 1 2 3 --resume
 
     # baseline comparison: the same run without the optical config
     python examples/glue_eval.py --no-optical --out runs/glue_baseline
@@ -53,6 +58,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import os
 import re
@@ -144,9 +150,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "merge them")
     p.add_argument("--workers-per-gpu", type=int, default=1,
                    help="worker processes sharing each GPU (a small encoder's steps leave a GPU mostly idle)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the (task, seed) units an earlier run with the same options finished in --out "
+                        "(OUT/units/) and run only the others")
     p.add_argument("--worker-units", default=None, help=argparse.SUPPRESS)  # task:seed,... (one worker's units)
     p.add_argument("--worker-queue", default=None, help=argparse.SUPPRESS)  # a --gpus worker: the units' queue folder
-    p.add_argument("--worker-out", default=None, help=argparse.SUPPRESS)  # where that worker writes its study
     return p.parse_args(argv)
 
 
@@ -269,11 +277,70 @@ def run_study(args: argparse.Namespace) -> Study:
         total = None
     else:
         units = parse_units(args.worker_units) if args.worker_units else [(t, s) for t in study.tasks for s in study.seeds]
+        if args.resume and not args.worker_units:
+            done = finished_units(out, units, args)
+            units = [unit for unit in units if unit not in done]
+            study = merge_studies(study.tasks, study.seeds, [study_to_json(study), *done.values()])
         total = len(units) * stages_per_run
     with tqdm(total=total, desc="glue_eval", unit="stage", disable=args.no_progress) as bar:
         for task, seed in units:
-            run_one(args, study, task, seed, glue_dir, technologies, out, bar)
+            unit = new_study([task], [seed])
+            unit.status.update(study.status)
+            run_one(args, unit, task, seed, glue_dir, technologies, out, bar)
+            save_unit(out, unit, task, seed, args)
+            study = merge_studies(study.tasks, study.seeds, [study_to_json(study), study_to_json(unit)])
     return study
+
+
+# ------------------------------------------------------------------------------------------------
+# finished units, kept in OUT/units/ (--resume)
+
+# options that change no score: a unit finished under other values of these is still this run's
+NOT_RESULTS = {"out", "gpus", "workers_per_gpu", "no_progress", "resume", "worker_units", "worker_queue", "tasks",
+               "seeds", "keep_checkpoints"}
+
+
+def result_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options a unit's scores depend on (what --resume compares); a config file counts by its
+    contents, not its path."""
+    options = {k: v for k, v in sorted(vars(args).items()) if k not in NOT_RESULTS}
+    for key in ("cfg", "squeezelight_cfg"):
+        if options.get(key) and Path(options[key]).is_file():
+            options[key] = "sha256:" + hashlib.sha256(Path(options[key]).read_bytes()).hexdigest()
+    return json.loads(json.dumps(options, default=str))
+
+
+def unit_path(out: Path, task: str, seed: int) -> Path:
+    return out / "units" / f"{task}-{seed}.json"
+
+
+def save_unit(out: Path, unit: Study, task: str, seed: int, args: argparse.Namespace) -> None:
+    """Writes one finished unit (atomically: a unit file is whole or absent)."""
+    from optopass.tools.io import write_file_atomically
+
+    text = json.dumps({"options": result_options(args), **study_to_json(unit)}, default=str)
+    unit_path(out, task, seed).parent.mkdir(parents=True, exist_ok=True)
+    write_file_atomically(unit_path(out, task, seed), lambda tmp: tmp.write_text(text))
+
+
+def finished_units(out: Path, units: list[tuple[str, int]], args: argparse.Namespace) -> dict[tuple[str, int], dict]:
+    """The units of `units` finished in `out` by a run with the same result options; a unit
+    finished under other options is an error (mixing them would make one table of two studies)."""
+    found = {}
+    wanted = result_options(args)
+    for task, seed in units:
+        path = unit_path(out, task, seed)
+        if not path.is_file():
+            continue
+        part = json.loads(path.read_text())
+        if part.get("options") != wanted:
+            changed = sorted(k for k in set(wanted) | set(part.get("options", {}))
+                             if wanted.get(k) != part.get("options", {}).get(k))
+            flags = ", ".join("--" + k.replace("_", "-") for k in changed)
+            raise ConfigError(f"--resume: {path} was made with other values of {flags}; "
+                              "give the same options, or run without --resume")
+        found[(task, seed)] = part
+    return found
 
 
 # ------------------------------------------------------------------------------------------------
@@ -353,17 +420,19 @@ def run_on_gpus(args: argparse.Namespace, argv: list[str]) -> Study:
     the (task, seed) units from one queue, longest first, until none is left; merges their studies."""
     import subprocess
 
-    parts_dir = Path(args.out) / "parts"
+    out = Path(args.out)
+    parts_dir = out / "parts"
     parts_dir.mkdir(parents=True, exist_ok=True)
     units = unit_order(args.tasks, args.seeds, args.max_train_samples, per_task(args.epochs, args.tasks, "--epochs"))
+    done = finished_units(out, units, args) if args.resume else {}
     queue = parts_dir / "queue"
     shutil.rmtree(queue, ignore_errors=True)
-    write_queue(queue, units)
+    write_queue(queue, [unit for unit in units if unit not in done])
     workers = []
-    for k in range(min(args.gpus * args.workers_per_gpu, len(units))):
+    for k in range(min(args.gpus * args.workers_per_gpu, len(units) - len(done))):
         log = open(parts_dir / f"gpu{k}.log", "w")
         cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--gpus", "1", "--workers-per-gpu", "1",
-               "--no-progress", "--worker-queue", str(queue), "--worker-out", str(parts_dir / f"gpu{k}.json")]
+               "--no-progress", "--worker-queue", str(queue)]
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         gpu = k % args.gpus
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": visible.split(",")[gpu] if visible else str(gpu)}
@@ -372,12 +441,12 @@ def run_on_gpus(args: argparse.Namespace, argv: list[str]) -> Study:
     failed = []
     for k, proc, log in workers:
         if proc.wait() != 0:
-            failed.append(f"GPU {k} (exit {proc.returncode}; see {log.name})")
+            failed.append(f"worker {k} (exit {proc.returncode}; see {log.name})")
         log.close()
     if failed:
-        raise WorkerError("worker failed: " + ", ".join(failed))
-    parts = [json.loads((parts_dir / f"gpu{k}.json").read_text()) for k, _, _ in workers]
-    return merge_studies(list(args.tasks), list(args.seeds), parts)
+        raise WorkerError("worker failed: " + ", ".join(failed) + "; the units finished are kept in "
+                          f"{out / 'units'}: the same command with --resume runs the others")
+    return merge_studies(list(args.tasks), list(args.seeds), list(finished_units(out, units, args).values()))
 
 
 def run_one(args, study: Study, task: str, seed: int, glue_dir, technologies: dict, out: Path, bar) -> None:
@@ -690,10 +759,11 @@ def main(argv: list[str] | None = None) -> int:
         per_task(args.optical_learning_rates, args.tasks, "--optical-learning-rates")
         if args.eval_only and not Path(args.eval_only).is_dir():
             raise ConfigError(f"--eval-only: {args.eval_only}: folder not found")
-        if args.worker_units or args.worker_queue:  # one share of a --gpus run: the study only, the parent writes the tables
-            study = run_study(args)
-            Path(args.worker_out).write_text(json.dumps(study_to_json(study), default=str))
+        if args.worker_units or args.worker_queue:  # a --gpus worker: its units only, the parent writes the tables
+            run_study(args)
             return 0
+        if not args.resume:
+            shutil.rmtree(Path(args.out) / "units", ignore_errors=True)
         study = run_on_gpus(args, argv) if args.gpus * args.workers_per_gpu > 1 else run_study(args)
         files = write_outputs(study, Path(args.out), args.model, vars(args))
     except OptopassError as err:

@@ -171,5 +171,29 @@ def test_workers_sharing_a_queue_give_the_single_process_tables(glue_eval, tiny_
     assert read_csv(split / "glue_tiny-bert.csv") == read_csv(single / "glue_tiny-bert.csv")
     claimed = sorted(p.name for p in (split / "parts" / "queue" / "claimed").iterdir())
     assert sorted(name.split("-", 1)[1] for name in claimed) == ["rte-1", "stsb-1"]  # each unit taken once
-    done = [json.loads((split / "parts" / f"gpu{k}.json").read_text())["scores"]["original"] for k in range(2)]
-    assert sorted(task for part in done for task, seeds in part.items() if seeds) == ["rte", "stsb"]
+    assert sorted(p.name for p in (split / "units").iterdir()) == ["rte-1.json", "stsb-1.json"]
+
+def test_resume_runs_only_the_units_left_and_gives_the_full_run_tables(glue_eval, tiny_bert_dir, glue_dir, tmp_path,
+                                                                        monkeypatch, capsys):
+    common = ["--model", str(tiny_bert_dir), "--tasks", "rte", "stsb", "--glue-dir", str(glue_dir), "--no-optical",
+              *QUICK, "--out", str(tmp_path / "o")]
+    assert glue_eval.main(common) == 0
+    full = read_csv(tmp_path / "o" / "glue_tiny-bert.csv")
+    (tmp_path / "o" / "units" / "stsb-1.json").unlink()  # as if the run had stopped during STS-B
+    (tmp_path / "o" / "glue_tiny-bert.csv").unlink()
+    ran = []
+    real = glue_eval.run_one
+    monkeypatch.setattr(glue_eval, "run_one", lambda args, study, task, seed, *rest: (
+        ran.append((task, seed)), real(args, study, task, seed, *rest)))
+    assert glue_eval.main([*common, "--resume"]) == 0
+    assert ran == [("stsb", 1)]
+    assert read_csv(tmp_path / "o" / "glue_tiny-bert.csv") == full
+    # a unit finished under other options is not mixed in
+    capsys.readouterr()
+    assert glue_eval.main([*common, "--resume", "--calibrate-batches", "3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--calibrate-batches" in err[0] and "--resume" in err[0]
+    # without --resume every unit runs again
+    ran.clear()
+    assert glue_eval.main(common) == 0
+    assert sorted(ran) == [("rte", 1), ("stsb", 1)]
