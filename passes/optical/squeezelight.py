@@ -324,8 +324,13 @@ class SqueezeLightLinearSite(SiteBase):
 
     technology = "squeezelight"
     kind, op = "fc", "linear"
-    # Ring phases materialised per chunk of tokens: (2 rails) x P x Q x k x tokens <= this.
+    # Ring phases materialised per chunk of tokens (the torch path): (2 rails) x P x Q x k x tokens <= this.
     chunk_elements = 1 << 23
+    # ``auto``: the ring array runs as Triton kernels (kernels/rings.py: no phase is written to
+    # memory; one operator, optopass::squeezelight_rings, opaque to torch.compile) on a GPU in
+    # float32, as torch ops everywhere else and under torch.export; ``fused``: the kernels
+    # wherever float32 runs (on a CPU in Triton's interpreter); ``unfused``: torch ops always.
+    kernel = "auto"
 
     def __init__(self, params: SqueezeLightParams, name: str, out_features: int, in_features: int, site_id: int = 0):
         if not isinstance(params, SqueezeLightParams):
@@ -413,20 +418,33 @@ class SqueezeLightLinearSite(SiteBase):
         rails = blocks.permute(2, 4, 0, 1, 3).reshape(cols, k, 2 * rows * k)  # (Q, j, (rail, p, i))
         return rails, w_scale, w_hat.sum(dim=1)
 
+    def uses_kernel(self, x: Tensor) -> bool:
+        """Whether this call's ring array runs as the Triton kernels (see ``kernel``)."""
+        if self.kernel not in ("auto", "fused", "unfused"):
+            raise ValueError(f"kernel: must be 'auto', 'fused' or 'unfused', got {self.kernel!r}")
+        if self.kernel == "unfused" or x.dtype != torch.float32 or torch.compiler.is_exporting():
+            return False
+        return self.kernel == "fused" or x.is_cuda
+
     def _ring_readout(self, u: Tensor, rails: Tensor) -> Tensor:
-        """sum_q [T(phi_pos) - T(phi_neg)] for every token: (n, in) -> (n, P k), in token chunks."""
+        """sum_q [T(phi_pos) - T(phi_neg)] for every token: (n, in) -> (n, P k); as torch ops, in
+        token chunks."""
         cols, k, width = rails.shape
         n = u.shape[0]
         u = F.pad(u, (0, cols * k - self.in_features)).reshape(n, cols, k).transpose(0, 1)  # (Q, n, k)
-        chunk = max(1, self.chunk_elements // max(1, cols * width))
         p = self.params
-        ring = _RingConstants(self.phase_bias, self.phase_per_unit, p.morr_a, p.morr_r)
+        ring = _RingConstants(self.phase_bias, self.phase_per_unit, p.morr_a, p.morr_r, self.uses_kernel(u))
+        if ring.kernel:
+            from .kernels.ops import squeezelight_rings
+
+            return squeezelight_rings(u, rails, ring.phase_bias, ring.phase_per_unit, *ring.abk)
+        chunk = max(1, self.chunk_elements // max(1, cols * width))
         outs = [_DifferentialRings.apply(u[:, i : i + chunk], rails, ring) for i in range(0, n, chunk)]
         return torch.cat(outs, dim=0) if len(outs) > 1 else outs[0]
 
 
 # ---------------------------------------------------------------------------------------------
-# The ring array kernel. T(phi) = 1 - K / (A - B cos phi) (the closed form of morr_transmission,
+# The ring array as torch ops (kernels/rings.py: the same in Triton kernels). T(phi) = 1 - K / (A - B cos phi) (the closed form of morr_transmission,
 # rearranged), so T(phi_pos) - T(phi_neg) = K (1/den_neg - 1/den_pos). Evaluated in place, and
 # differentiated with the analytic T'(phi) = K B sin(phi) / den^2 (the true gradient, recomputed
 # from the saved operands in the backward, so activations of size Q x n x 2Pk are never stored).
@@ -438,6 +456,7 @@ class _RingConstants:
     phase_per_unit: float
     a: float
     r: float
+    kernel: bool = False  # the Triton kernels (kernels/rings.py) instead of the torch ops below
 
     @property
     def abk(self) -> tuple[float, float, float]:

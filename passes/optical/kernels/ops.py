@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from .attention import ot_attention_fwd
+from .rings import rings_backward, rings_forward
 
 
 @torch.library.custom_op("optopass::ot_attention", mutates_args=())
@@ -24,3 +25,43 @@ def ot_attention(qq: Tensor, kq: Tensor, vq: Tensor, mask: Tensor | None, scale:
 @ot_attention.register_fake
 def _(qq, kq, vq, mask, scale, ranges, key_qk, key_pv, counter_qk, counter_pv, levels, dither, out_levels=0):
     return qq.new_empty((*qq.shape[:-1], vq.shape[-1]))
+
+
+@torch.library.custom_op("optopass::squeezelight_rings", mutates_args=())
+def squeezelight_rings(u: Tensor, rails: Tensor, phase_bias: float, phase_per_unit: float, big_a: float,
+                       big_b: float, big_k: float) -> Tensor:
+    """SqueezeLight's ring array (kernels/rings.py): (Q, n, k) operands, (Q, k, 2W) rails ->
+    (n, W) float32; differentiable in both (the backward recomputes the phases)."""
+    return rings_forward(u, rails, phase_bias, phase_per_unit, (big_a, big_b, big_k))
+
+
+@squeezelight_rings.register_fake
+def _(u, rails, phase_bias, phase_per_unit, big_a, big_b, big_k):
+    return u.new_empty((u.shape[1], rails.shape[2] // 2), dtype=torch.float32)
+
+
+@torch.library.custom_op("optopass::squeezelight_rings_backward", mutates_args=())
+def squeezelight_rings_backward(u: Tensor, rails: Tensor, grad: Tensor, phase_bias: float, phase_per_unit: float,
+                                big_a: float, big_b: float, big_k: float) -> tuple[Tensor, Tensor]:
+    grad_u, grad_rails = rings_backward(u, rails, grad, phase_bias, phase_per_unit, (big_a, big_b, big_k))
+    return grad_u.contiguous(), grad_rails
+
+
+@squeezelight_rings_backward.register_fake
+def _(u, rails, grad, phase_bias, phase_per_unit, big_a, big_b, big_k):
+    return torch.empty_like(u, dtype=torch.float32), torch.empty_like(rails, dtype=torch.float32)
+
+
+def _rings_setup(ctx, inputs, output):
+    u, rails, *constants = inputs
+    ctx.save_for_backward(u, rails)
+    ctx.constants = constants
+
+
+def _rings_backward(ctx, grad):
+    u, rails = ctx.saved_tensors
+    grad_u, grad_rails = squeezelight_rings_backward(u, rails, grad, *ctx.constants)
+    return grad_u, grad_rails, None, None, None, None, None
+
+
+squeezelight_rings.register_autograd(_rings_backward, setup_context=_rings_setup)

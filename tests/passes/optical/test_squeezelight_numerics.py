@@ -343,3 +343,72 @@ def test_eval_cache_follows_weight_updates():
     assert not torch.allclose(first, second)
     site.train()
     assert site._cache is None
+
+
+# ------------------------------------------------------------------------------------------------
+# The ring array as Triton kernels (kernels/rings.py; on a CPU in Triton's interpreter)
+
+
+@pytest.mark.parametrize("k, out_f, in_f, tokens", [(4, 70, 36, 37), (3, 10, 14, 5), (2, 9, 7, 130)])
+def test_ring_kernels_match_the_documented_formula_and_its_gradients(k, out_f, in_f, tokens):
+    """The site with kernel="fused" (float32) against the docstring's loops in float64 (forward)
+    and against the torch path in float64, whose backward gradcheck verifies (gradients of x and
+    W through the whole site)."""
+    torch.manual_seed(k)
+    w64 = torch.randn(out_f, in_f, dtype=torch.float64)
+    b64 = torch.randn(out_f, dtype=torch.float64)
+    x64 = torch.randn(tokens, in_f, dtype=torch.float64)
+    sites = {}
+    for kernel in ("fused", "unfused"):
+        site = make_site(out_f, in_f, miniblock=k)
+        site.x_range.copy_(torch.tensor([-1.5, 2.0]))
+        site.stats_mode, site.kernel = "frozen", kernel
+        sites[kernel] = site
+    x32, w32 = (t.float().requires_grad_() for t in (x64, w64))
+    fused = sites["fused"](x32, w32, b64.float())
+    assert sites["fused"].uses_kernel(x32)
+    want = docstring_forward(sites["unfused"], x64, w64, b64)
+    torch.testing.assert_close(fused.double(), want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+    x_ref, w_ref = (t.clone().requires_grad_() for t in (x64, w64))
+    ref = sites["unfused"](x_ref, w_ref, b64)
+    grad = torch.randn_like(ref)
+    ref.backward(grad)
+    fused.backward(grad.float())
+    for got, exp in ((x32.grad, x_ref.grad), (w32.grad, w_ref.grad)):
+        torch.testing.assert_close(got.double(), exp, rtol=1e-4, atol=1e-4 * exp.abs().max().item())
+
+
+def test_ring_kernel_choice(monkeypatch):
+    site = make_site()
+    x = torch.randn(3, 14)
+    assert not site.uses_kernel(x)  # auto: a GPU only
+    site.kernel = "fused"
+    assert site.uses_kernel(x) and not site.uses_kernel(x.double())  # float32 only
+    monkeypatch.setattr(torch.compiler, "is_exporting", lambda: True)
+    assert not site.uses_kernel(x)  # an exported graph holds torch ops only
+    monkeypatch.undo()
+    site.kernel = "triton"
+    with pytest.raises(ValueError, match="kernel: must be 'auto', 'fused' or 'unfused'"):
+        site(x, torch.randn(10, 14))
+
+
+def test_ring_kernels_compile_as_one_operator():
+    """Under torch.compile the kernels stay one opaque operator (forward and backward) and give
+    what they give eagerly."""
+    torch.manual_seed(0)
+    site = make_site(12, 16)
+    site.x_range.copy_(torch.tensor([-2.0, 2.0]))
+    site.stats_mode, site.kernel = "frozen", "fused"
+    w = torch.randn(12, 16, requires_grad=True)
+    x = torch.randn(2, 9, 16)
+    eager = site(x, w, None)
+    (g_eager,) = torch.autograd.grad(eager.square().sum(), w)
+    torch._dynamo.reset()
+    try:
+        compiled = torch.compile(lambda x, w: site(x, w, None), fullgraph=True)
+        got = compiled(x, w)
+        (g_got,) = torch.autograd.grad(got.square().sum(), w)
+    finally:
+        torch._dynamo.reset()
+    torch.testing.assert_close(got, eager, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(g_got, g_eager, rtol=1e-4, atol=1e-4)
