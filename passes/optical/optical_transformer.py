@@ -146,8 +146,27 @@ class _OTSite(SiteBase):
         when ``photons_per_mac`` is set; `magnitude` is the same matmul over |operands|, `depth`
         its contraction length. Gradients pass straight through to `y`."""
         s = quant.photons_per_unit(magnitude, self.photons_per_mac, depth)
-        noisy = quant.shot_noise_fused(y.detach(), magnitude, s, self.detector_noise, self.key_base, self.counter)
+        if self.uses_readout_kernel(y):
+            from .kernels.ops import shot_noise_readout
+
+            noisy = shot_noise_readout(y.detach(), magnitude, s, self.detector_noise, self.key_base, self.counter)
+        else:
+            noisy = quant.shot_noise_fused(y.detach(), magnitude, s, self.detector_noise, self.key_base,
+                                           self.counter)
         return quant.ste(y, noisy)
+
+    # ``auto``: the shot-noise read-out runs as one Triton kernel (kernels/readout.py: the Poisson
+    # inversion only in blocks that hold a mean under 10 photons; one operator that torch.compile
+    # keeps whole) on a GPU, as torch ops elsewhere and under torch.export; ``fused``: the kernel
+    # everywhere (on a CPU in Triton's interpreter); ``unfused``: torch ops always.
+    readout_kernel = "auto"
+
+    def uses_readout_kernel(self, y: Tensor) -> bool:
+        if self.readout_kernel not in ("auto", "fused", "unfused"):
+            raise ValueError(f"readout_kernel: must be 'auto', 'fused' or 'unfused', got {self.readout_kernel!r}")
+        if self.readout_kernel == "unfused" or torch.compiler.is_exporting():
+            return False
+        return self.readout_kernel == "fused" or y.is_cuda
 
     def draws_dither(self) -> bool:
         return self.enabled and (self.dither or self.photons_per_mac is not None)

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from .attention import ot_attention_fwd
+from .readout import shot_noise_readout as _shot_noise_readout
 from .rings import rings_backward, rings_forward
 
 
@@ -65,3 +66,15 @@ def _rings_backward(ctx, grad):
 
 
 squeezelight_rings.register_autograd(_rings_backward, setup_context=_rings_setup)
+
+
+@torch.library.custom_op("optopass::shot_noise_readout", mutates_args=())
+def shot_noise_readout(y: Tensor, magnitude: Tensor, photons_per_unit: Tensor, detector_noise: float | None,
+                       base: Tensor, counter: Tensor) -> Tensor:
+    """quant.shot_noise as one kernel (kernels/readout.py); float32 of `y`'s shape."""
+    return _shot_noise_readout(y, magnitude, photons_per_unit, detector_noise, base, counter)
+
+
+@shot_noise_readout.register_fake
+def _(y, magnitude, photons_per_unit, detector_noise, base, counter):
+    return torch.empty_like(y, dtype=torch.float32)

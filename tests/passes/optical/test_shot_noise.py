@@ -59,13 +59,23 @@ def test_small_counts_follow_the_poisson_pmf(lam):
     assert scipy.stats.chi2.sf(chi2, keep.sum() - 1) > 1e-4, (chi2, observed, expected)
 
 
+def _kernel_readout(*args):
+    from optopass.passes.optical.kernels.readout import shot_noise_readout
+
+    return shot_noise_readout(*args)
+
+
+READOUTS = {"torch": quant.shot_noise, "kernel": _kernel_readout}  # the kernel: Triton's interpreter on a CPU
+
+
+@pytest.mark.parametrize("readout", list(READOUTS))
 @pytest.mark.parametrize("photons_per_unit,detector", [(0.5, None), (20.0, None), (3.0, 1.5)])
-def test_balanced_detection_has_mean_y_and_variance_magnitude_over_s(photons_per_unit, detector):
+def test_balanced_detection_has_mean_y_and_variance_magnitude_over_s(photons_per_unit, detector, readout):
     gen = torch.Generator().manual_seed(0)
     y = torch.randn(N, generator=gen)
     magnitude = y.abs() + torch.rand(N, generator=gen) * 3  # m >= |y|, as sum |x||w| >= |sum x w|
     s = torch.tensor(photons_per_unit)
-    out = quant.shot_noise(y, magnitude, s, detector, torch.tensor(5), torch.tensor(0)).double()
+    out = READOUTS[readout](y, magnitude, s, detector, torch.tensor(5), torch.tensor(0)).double()
     noise = out - y.double()
     expected_var = magnitude.double() / photons_per_unit
     if detector is not None:
@@ -275,3 +285,46 @@ def test_compiled_inversion_is_one_function_fused_into_its_consumer(device):
     # an inverted count moves only where u sits within exp's last bit of a CDF step: almost never
     torch.testing.assert_close(out.cpu()[~small], want[~small], rtol=1e-6, atol=1e-5)
     assert (out.cpu()[small] != want[small]).float().mean().item() < 1e-3
+
+
+# ------------------------------------------------------------------------------------------------
+# The read-out as one Triton kernel (kernels/readout.py; on a CPU in Triton's interpreter)
+
+
+@pytest.mark.parametrize("photons_per_unit,detector,offset", [
+    (0.05, None, 0.0),   # every mean under 10 photons: every block inverts
+    (4.0, 0.5, 0.0),     # blocks of both kinds
+    (1.0, None, 100.0),  # every mean far above 10: no block inverts
+])
+def test_readout_kernel_draws_what_the_torch_ops_draw(photons_per_unit, detector, offset):
+    gen = torch.Generator().manual_seed(1)
+    n = 5000  # not a multiple of the kernel's block
+    y = torch.randn(n, generator=gen) * 3
+    magnitude = y.abs() + torch.rand(n, generator=gen) * 2 + offset
+    args = (torch.tensor(photons_per_unit), detector, torch.tensor(99), torch.tensor(4))
+    want = quant.shot_noise(y, magnitude, *args)
+    got = _kernel_readout(y.view(50, 100), magnitude.view(50, 100), *args)
+    assert got.shape == (50, 100) and got.dtype == torch.float32
+    # the same counts (float32 rounding of log/cos/exp may move one across a step: almost never)
+    torch.testing.assert_close(got.reshape(-1), want, rtol=1e-5, atol=1e-5 / photons_per_unit)
+
+
+def test_sites_take_the_readout_kernel_on_request_and_give_the_same_output():
+    x, w = _xw()
+    fused, plain = _linear_site(q_photons_per_mac=0.8), _linear_site(q_photons_per_mac=0.8)
+    fused.readout_kernel, plain.readout_kernel = "fused", "unfused"
+    assert fused.uses_readout_kernel(x) and not plain.uses_readout_kernel(x)
+    assert not _linear_site().uses_readout_kernel(x)  # auto: a GPU only
+    step = (plain.out_range[1] - plain.out_range[0]).item() / 255
+    assert (fused(x, w) - plain(x, w)).abs().max().item() < step / 2  # the same ADC codes
+    torch._dynamo.reset()
+    try:
+        compiled = torch.compile(fused, fullgraph=True)  # the kernel stays one operator in the graph
+        fused.counter.zero_()
+        plain.counter.zero_()
+        assert (compiled(x, w) - plain(x, w)).abs().max().item() < step / 2
+    finally:
+        torch._dynamo.reset()
+    fused.readout_kernel = "triton"
+    with pytest.raises(ValueError, match="readout_kernel: must be 'auto', 'fused' or 'unfused'"):
+        fused(x, w)
