@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import Tensor
 
 from ...tools.checks import is_int, is_number
@@ -134,25 +135,31 @@ class _OTSite(SiteBase):
             self.check_ready()
         return observing
 
-    def _quantize_out(self, y: Tensor) -> Tensor:
-        """Output quantization with this call's per-element dither (one kernel in eager code)."""
-        counter = self.counter if self.dither else None
-        q = quant.site_dither_quantize(y, self.range("out"), self.levels, self.key_base, counter)
-        self.counted()
+    def _quantize_out(self, y: Tensor, counter: Tensor | None = None) -> Tensor:
+        """Output quantization with this call's per-element dither (one kernel in eager code).
+        `counter`: the call counter to draw with, given by a caller that counts the call itself
+        (OTAttention's recomputed core); None: this site's counter, and the call is counted."""
+        own = counter is None
+        counter = self.counter if own else counter
+        q = quant.site_dither_quantize(y, self.range("out"), self.levels, self.key_base,
+                                       counter if self.dither else None)
+        if own:
+            self.counted()
         return quant.ste(y, q)
 
-    def _detect(self, y: Tensor, magnitude: Tensor, depth: int) -> Tensor:
+    def _detect(self, y: Tensor, magnitude: Tensor, depth: int, counter: Tensor | None = None) -> Tensor:
         """The matmul output `y` as the detectors count it (shot noise, optional detector floor),
         when ``photons_per_mac`` is set; `magnitude` is the same matmul over |operands|, `depth`
-        its contraction length. Gradients pass straight through to `y`."""
+        its contraction length, `counter` the call counter (None: this site's). Gradients pass
+        straight through to `y`."""
+        counter = self.counter if counter is None else counter
         s = quant.photons_per_unit(magnitude, self.photons_per_mac, depth)
         if self.uses_readout_kernel(y):
             from .kernels.ops import shot_noise_readout
 
-            noisy = shot_noise_readout(y.detach(), magnitude, s, self.detector_noise, self.key_base, self.counter)
+            noisy = shot_noise_readout(y.detach(), magnitude, s, self.detector_noise, self.key_base, counter)
         else:
-            noisy = quant.shot_noise_fused(y.detach(), magnitude, s, self.detector_noise, self.key_base,
-                                           self.counter)
+            noisy = quant.shot_noise_fused(y.detach(), magnitude, s, self.detector_noise, self.key_base, counter)
         return quant.ste(y, noisy)
 
     # ``auto``: the shot-noise read-out runs as one Triton kernel (kernels/readout.py: the Poisson
@@ -257,7 +264,9 @@ class OTMatmul(_OTSite):
         self.add_range("b")
         self.add_range("out")
 
-    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+    def forward(self, a: Tensor, b: Tensor, counter: Tensor | None = None) -> Tensor:
+        """`counter`: the call counter to draw with, from a caller that counts the call itself
+        (OTAttention's recomputed core); None: this site's, and the call is counted here."""
         if not self.enabled:
             return torch.matmul(a, b)
         observing = self._prepare()
@@ -268,10 +277,10 @@ class OTMatmul(_OTSite):
         bq = quant.ste(b, quant.quantize_fused(b, self.range("b"), self.levels, self.lut_min))
         y = torch.matmul(aq, bq)
         if self.photons_per_mac is not None:
-            y = self._detect(y, torch.matmul(aq.detach().abs(), bq.detach().abs()), b.shape[-2])
+            y = self._detect(y, torch.matmul(aq.detach().abs(), bq.detach().abs()), b.shape[-2], counter)
         if observing:
             self.observe("out", y)
-        return self._quantize_out(y)
+        return self._quantize_out(y, counter)
 
 
 KERNELS = ("auto", "fused", "unfused")
@@ -296,6 +305,10 @@ class OTAttention(torch.nn.Module):
         self.qk = OTMatmul(params, f"{name}.qk", site_id)
         self.pv = OTMatmul(params, f"{name}.pv", site_id + 1, a_init=(0.0, 1.0))
         self.kernel = "auto"
+        # True: a call that takes a gradient keeps only its operands for the backward and
+        # recomputes the rest there (as a fused attention's backward does); False: autograd keeps
+        # the scores and probabilities of every call until the backward
+        self.recompute = True
         object.__setattr__(self, "_out_site", None)  # passes/optical/fold.py; not a submodule
 
     @property
@@ -376,7 +389,31 @@ class OTAttention(torch.nn.Module):
             value = value.repeat_interleave(repeat, dim=-3)
         if self._fusable(query, key, value, attn_mask, dropout_p, is_causal):
             return self._fused(query, key, value, attn_mask, scale)
-        scores = self.qk(query, key.transpose(-2, -1)) * scale
+        if self._recomputes(query, key, value):
+            # the core's sequence-squared intermediates (scores, probabilities, their quantized
+            # copies, the dropout mask) are not kept for the backward: it recomputes them from the
+            # operands, with the call counters of this forward (and its RNG state), so the same values
+            counters = (self.qk.counter.clone(), self.pv.counter.clone())
+            out = torch.utils.checkpoint.checkpoint(self._core, query, key, value, attn_mask, dropout_p, is_causal,
+                                                    scale, *counters, use_reentrant=False)
+            self.qk.counted()
+            self.pv.counted()
+        else:
+            out = self._core(query, key, value, attn_mask, dropout_p, is_causal, scale)
+        if (site := self._out_quant_site()) is not None:
+            out = site.quantize_input(out)
+        return out
+
+    def _recomputes(self, query, key, value) -> bool:
+        """Whether this call's core is recomputed in the backward (``recompute``): a gradient is
+        taken and no statistics are observed (observing changes the ranges as it goes)."""
+        if not self.recompute or not torch.is_grad_enabled() or not any(t.requires_grad for t in (query, key, value)):
+            return False
+        return self.qk.enabled and self.pv.enabled and not (self.qk.observing() or self.pv.observing())
+
+    def _core(self, query, key, value, attn_mask, dropout_p, is_causal, scale, counter_qk=None, counter_pv=None):
+        """Both optical matmuls and the softmax between them (the composed ops)."""
+        scores = self.qk(query, key.transpose(-2, -1), counter_qk) * scale
         if is_causal:
             causal = torch.ones(scores.shape[-2:], dtype=torch.bool, device=scores.device).tril()
             scores = scores.masked_fill(~causal, float("-inf"))
@@ -388,10 +425,7 @@ class OTAttention(torch.nn.Module):
         probs = torch.softmax(scores.float(), dim=-1).to(query.dtype)
         if self.training and dropout_p > 0:
             probs = F.dropout(probs, dropout_p)
-        out = self.pv(probs, value)
-        if (site := self._out_quant_site()) is not None:
-            out = site.quantize_input(out)
-        return out
+        return self.pv(probs, value, counter_pv)
 
 
 @register_site(TECHNOLOGY, "linear")

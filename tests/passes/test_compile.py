@@ -122,3 +122,34 @@ def test_compiled_training_step_matches_eager_gradients():
     assert eager.keys() == compiled.keys() and len(eager) > 10
     for name in eager:
         torch.testing.assert_close(compiled[name], eager[name], rtol=2e-3, atol=2e-4, msg=name)
+
+
+def test_compiled_training_with_the_recomputed_attention_core_matches_keeping_it():
+    """A compiled training step with dither, the attention core recomputed in the backward
+    (OTAttention.recompute, the default) against the same model keeping the core's
+    intermediates: the same loss and gradients (the recomputation draws this forward's dither)."""
+    import copy
+
+    from optopass.passes.optical.optical_transformer import OTAttention
+
+    gm, inputs = _optical(None)
+    labels = torch.tensor([0, 1, 0])
+    keep = copy.deepcopy(gm)
+    attentions = [m for m in keep.modules() if isinstance(m, OTAttention)]
+    assert attentions and all(m.recompute for m in attentions)
+    for m in attentions:
+        m.recompute = False
+
+    def step(model):
+        model.train()
+        torch.manual_seed(0)  # the dropout masks
+        out = torch.compile(model)(**inputs, labels=labels)
+        out.loss.backward()
+        return out.loss.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+
+    loss_r, grads_r = step(gm)
+    loss_k, grads_k = step(keep)
+    torch.testing.assert_close(loss_r, loss_k)
+    assert grads_r.keys() == grads_k.keys() and len(grads_r) > 10
+    for name in grads_r:
+        torch.testing.assert_close(grads_r[name], grads_k[name], rtol=1e-4, atol=1e-5, msg=name)

@@ -652,3 +652,63 @@ def test_entering_training_empties_the_eager_weight_cache():
         site.eval()
         after = site(x, w)
     assert not torch.equal(after, before)
+
+
+# ------------------------------------------------------------------------------------------------
+# The attention core recomputed in the backward (OTAttention.recompute)
+
+
+def _calibrated_attention(recompute: bool, **kw) -> OTAttention:
+    gen = torch.Generator().manual_seed(11)
+    att = OTAttention(params(**kw), "layer.attn", 0)
+    att.qk.set_stats_mode("observe")
+    att.pv.set_stats_mode("observe")
+    att(*(torch.randn(2, 3, 16, 8, generator=gen) for _ in range(3)))
+    for site in (att.qk, att.pv):
+        site.set_stats_mode("frozen")
+    att.recompute = recompute
+    return att.train()
+
+
+@pytest.mark.parametrize("shot_noise", [False, True])
+def test_recomputed_attention_gives_the_same_outputs_gradients_and_keys(shot_noise):
+    """Training calls with recompute (the default) against the composed ops keeping every
+    intermediate: equal outputs, equal gradients (the backward recomputes the same dithers,
+    photon counts and dropout mask), counters advanced alike; and nothing of size L x L is kept."""
+    extra = {"q_photons_per_mac": 2.0} if shot_noise else {}
+    atts = {r: _calibrated_attention(r, **extra) for r in (True, False)}
+    gen = torch.Generator().manual_seed(12)
+    qkv = [torch.randn(2, 3, 16, 8, generator=gen) for _ in range(3)]
+    mask = torch.zeros(2, 1, 16, 16)
+    mask[1, ..., 12:] = float("-inf")
+    grad = torch.randn(2, 3, 16, 8, generator=gen)
+    results = {}
+    for recompute, att in atts.items():
+        inputs = [t.clone().requires_grad_() for t in qkv]
+        big = []
+
+        def pack(t):
+            if t.numel() >= 2 * 3 * 16 * 16:
+                big.append(tuple(t.shape))
+            return t
+
+        torch.manual_seed(5)  # the dropout mask
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = att(*inputs, attn_mask=mask, dropout_p=0.25)
+        out.backward(grad)
+        results[recompute] = (out.detach(), [t.grad for t in inputs], att.qk.counter.item(), att.pv.counter.item(), big)
+    (out_r, grads_r, cqk_r, cpv_r, big_r), (out_c, grads_c, cqk_c, cpv_c, big_c) = results[True], results[False]
+    torch.testing.assert_close(out_r, out_c, rtol=0, atol=0)
+    for g_r, g_c in zip(grads_r, grads_c):
+        torch.testing.assert_close(g_r, g_c, rtol=1e-6, atol=1e-6)
+    assert (cqk_r, cpv_r) == (cqk_c, cpv_c) == (2, 2)  # the calibrating call and this one
+    assert not big_r and big_c  # the composed ops keep scores / probabilities; the recomputed core does not
+
+
+def test_recompute_is_off_where_ranges_are_observed_or_no_gradient_is_taken():
+    att = _calibrated_attention(True)
+    x = torch.randn(1, 2, 4, 8)
+    assert not att._recomputes(x, x, x)  # no gradient wanted
+    assert att._recomputes(x.requires_grad_(), x, x)
+    att.qk.set_stats_mode("auto")  # training mode: observes
+    assert not att._recomputes(x, x, x)
