@@ -10,7 +10,8 @@ default) and/or with ``--timing sequential``, each model's calls in a row as a u
 them (code and data stay warm in the CPU's caches; on some GPU machines interleaving slowed the
 launch-bound plain modes by up to 1.8x); a GPU run does both by default; the median;
 CUDA events around each call on the GPU, perf_counter on the CPU. Peak memory (GPU): one step
-after warm-up.
+after warm-up. Saved for backward (train, any device): the MiB of activations that one step keeps
+for its backward, the part of training memory that the model's code decides.
 
 Modes (``--compile-modes``; ``--optical-modes`` narrows the optical rows, each of which costs
 minutes of compiling): ``eager``; ``compiled``, ``torch.compile``
@@ -78,6 +79,11 @@ class Row:
     plain_peak_mem_mb: float
     mem_ratio: float
     timing: str = "interleaved"  # interleaved rounds, or each model's calls in a row (sequential)
+    # train: MiB that the step keeps for its backward (distinct storages saved by autograd, on
+    # any device); eval: NaN
+    saved_mb: float = float("nan")
+    plain_saved_mb: float = float("nan")
+    saved_ratio: float = float("nan")
 
 
 def build_model(shape: str, dtype: torch.dtype, device: str):
@@ -145,7 +151,24 @@ class _Timed:
     run_mode: str
     step: Callable[[], object]
     peak: float
+    saved: float = float("nan")
     samples: list = field(default_factory=list)
+
+
+def saved_for_backward_mb(step: Callable[[], object]) -> float:
+    """MiB of the distinct storages that autograd keeps for the backward during one call of
+    `step` (a training step: forward and backward), compiled graphs included (their saved
+    activations pass through the same hooks)."""
+    sizes: dict[tuple, int] = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        sizes[(t.device, storage.data_ptr())] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        step()
+    return sum(sizes.values()) / 2**20
 
 
 def _prepare(config: str, run_mode: str, model, batch, mode: str, device: str, warmup: int,
@@ -175,7 +198,8 @@ def _prepare(config: str, run_mode: str, model, batch, mode: str, device: str, w
         step()
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated() / 2**20
-    return _Timed(config, run_mode, step, peak)
+    saved = saved_for_backward_mb(step) if mode == "train" else float("nan")
+    return _Timed(config, run_mode, step, peak, saved)
 
 
 TIMINGS = ("interleaved", "sequential")
@@ -319,7 +343,8 @@ def _rows(entries, mode, device, torch_dtype, batch, seq, timing, tag, log) -> l
     rows = []
     for entry in entries:
         ms = statistics.median(entry.samples)
-        log(f"{tag} {entry.config} {entry.run_mode}: {ms:.3f} ms, peak {entry.peak:.0f} MB")
+        saved = f", saved for backward {entry.saved:.1f} MiB" if entry.saved == entry.saved else ""
+        log(f"{tag} {entry.config} {entry.run_mode}: {ms:.3f} ms, peak {entry.peak:.0f} MB{saved}")
         if entry.config == "plain":
             continue
         for plain_mode, base in baselines.items():
@@ -328,18 +353,22 @@ def _rows(entries, mode, device, torch_dtype, batch, seq, timing, tag, log) -> l
                             batch, seq, round(base_ms, 3), round(ms, 3), round(ms / base_ms, 3),
                             round(batch * seq / ms * 1e3, 1), round(peak, 1), round(base_peak, 1),
                             round(peak / base_peak, 3) if base_peak == base_peak and base_peak > 0 else float("nan"),
-                            timing))
+                            timing, round(entry.saved, 1), round(base.saved, 1),
+                            round(entry.saved / base.saved, 3) if base.saved == base.saved and base.saved > 0
+                            else float("nan")))
     return rows
 
 
 def format_rows(rows: list[Row]) -> str:
-    head = f"{'mode':<6}{'config':<24}{'optical':<11}{'vs plain':<11}{'plain ms':>10}{'optical ms':>12}{'ratio':>8}{'tokens/s':>12}{'peak MB':>10}{'mem ratio':>10}"
+    head = (f"{'mode':<6}{'config':<24}{'optical':<11}{'vs plain':<11}{'plain ms':>10}{'optical ms':>12}{'ratio':>8}"
+            f"{'tokens/s':>12}{'peak MB':>10}{'mem ratio':>10}{'saved MiB':>11}{'saved ratio':>12}")
     lines = [f"device {rows[0].device}, {rows[0].dtype}" if rows else "no rows"]
     for i, r in enumerate(rows):
         if i == 0 or (r.batch, r.seq, r.timing) != (rows[i - 1].batch, rows[i - 1].seq, rows[i - 1].timing):
             lines += [f"batch {r.batch} x {r.seq}, {r.timing} timing", head]
         lines.append(f"{r.mode:<6}{r.config:<24}{r.optical_mode:<11}{r.plain_mode:<11}{r.plain_ms:>10.2f}{r.optical_ms:>12.2f}"
-                     f"{r.ratio:>8.2f}{r.tokens_per_s:>12.0f}{r.peak_mem_mb:>10.0f}{r.mem_ratio:>10.2f}")
+                     f"{r.ratio:>8.2f}{r.tokens_per_s:>12.0f}{r.peak_mem_mb:>10.0f}{r.mem_ratio:>10.2f}"
+                     f"{r.saved_mb:>11.1f}{r.saved_ratio:>12.2f}")
     return "\n".join(lines)
 
 

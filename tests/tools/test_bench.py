@@ -125,3 +125,17 @@ def test_glue_mode_on_cpu_gives_eval_and_train_rows_with_a_ratio(capsys):
 def test_glue_mode_bad_options_exit_2(capsys, argv, message):
     assert main(["bench", "--modes", "glue", "--device", "cpu", *argv]) == EXIT_USER_ERROR
     assert message in capsys.readouterr().err
+
+
+def test_saved_for_backward_counts_the_distinct_storages_autograd_keeps():
+    import torch
+
+    from optopass.tools.bench import saved_for_backward_mb
+
+    x = torch.randn(1000, requires_grad=True)
+    w = torch.randn(1000, requires_grad=True)
+    # mul keeps both operands (4000 bytes each); sum keeps nothing
+    assert saved_for_backward_mb(lambda: (x * w).sum().backward()) == 8000 / 2**20
+    # x kept by both products counts once; the second product adds its other operand (4000 bytes)
+    assert saved_for_backward_mb(lambda: (x * w + x * x.detach().exp().requires_grad_()).sum().backward()) == \
+        12000 / 2**20

@@ -59,10 +59,15 @@ def test_small_counts_follow_the_poisson_pmf(lam):
     assert scipy.stats.chi2.sf(chi2, keep.sum() - 1) > 1e-4, (chi2, observed, expected)
 
 
+KERNEL_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _kernel_readout(*args):
+    """The read-out kernel on the GPU when there is one (else in Triton's interpreter); on the CPU back."""
     from optopass.passes.optical.kernels.readout import shot_noise_readout
 
-    return shot_noise_readout(*args)
+    moved = [a.to(KERNEL_DEVICE) if isinstance(a, torch.Tensor) else a for a in args]
+    return shot_noise_readout(*moved).cpu()
 
 
 READOUTS = {"torch": quant.shot_noise, "kernel": _kernel_readout}  # the kernel: Triton's interpreter on a CPU
@@ -315,16 +320,18 @@ def test_sites_take_the_readout_kernel_on_request_and_give_the_same_output():
     fused.readout_kernel, plain.readout_kernel = "fused", "unfused"
     assert fused.uses_readout_kernel(x) and not plain.uses_readout_kernel(x)
     assert not _linear_site().uses_readout_kernel(x)  # auto: a GPU only
+    fused.to(KERNEL_DEVICE)
+    xd, wd = x.to(KERNEL_DEVICE), w.to(KERNEL_DEVICE)
     step = (plain.out_range[1] - plain.out_range[0]).item() / 255
-    assert (fused(x, w) - plain(x, w)).abs().max().item() < step / 2  # the same ADC codes
+    assert (fused(xd, wd).cpu() - plain(x, w)).abs().max().item() < step / 2  # the same ADC codes
     torch._dynamo.reset()
     try:
         compiled = torch.compile(fused, fullgraph=True)  # the kernel stays one operator in the graph
         fused.counter.zero_()
         plain.counter.zero_()
-        assert (compiled(x, w) - plain(x, w)).abs().max().item() < step / 2
+        assert (compiled(xd, wd).cpu() - plain(x, w)).abs().max().item() < step / 2
     finally:
         torch._dynamo.reset()
     fused.readout_kernel = "triton"
     with pytest.raises(ValueError, match="readout_kernel: must be 'auto', 'fused' or 'unfused'"):
-        fused(x, w)
+        fused(xd, wd)

@@ -348,6 +348,8 @@ def test_eval_cache_follows_weight_updates():
 # ------------------------------------------------------------------------------------------------
 # The ring array as Triton kernels (kernels/rings.py; on a CPU in Triton's interpreter)
 
+KERNEL_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
 
 @pytest.mark.parametrize("k, out_f, in_f, tokens", [(4, 70, 36, 37), (3, 10, 14, 5), (2, 9, 7, 130)])
 def test_ring_kernels_match_the_documented_formula_and_its_gradients(k, out_f, in_f, tokens):
@@ -364,18 +366,19 @@ def test_ring_kernels_match_the_documented_formula_and_its_gradients(k, out_f, i
         site.x_range.copy_(torch.tensor([-1.5, 2.0]))
         site.stats_mode, site.kernel = "frozen", kernel
         sites[kernel] = site
-    x32, w32 = (t.float().requires_grad_() for t in (x64, w64))
-    fused = sites["fused"](x32, w32, b64.float())
+    sites["fused"].to(KERNEL_DEVICE)
+    x32, w32 = (t.float().to(KERNEL_DEVICE).requires_grad_() for t in (x64, w64))
+    fused = sites["fused"](x32, w32, b64.float().to(KERNEL_DEVICE))
     assert sites["fused"].uses_kernel(x32)
     want = docstring_forward(sites["unfused"], x64, w64, b64)
-    torch.testing.assert_close(fused.double(), want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+    torch.testing.assert_close(fused.double().cpu(), want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
     x_ref, w_ref = (t.clone().requires_grad_() for t in (x64, w64))
     ref = sites["unfused"](x_ref, w_ref, b64)
     grad = torch.randn_like(ref)
     ref.backward(grad)
-    fused.backward(grad.float())
+    fused.backward(grad.float().to(KERNEL_DEVICE))
     for got, exp in ((x32.grad, x_ref.grad), (w32.grad, w_ref.grad)):
-        torch.testing.assert_close(got.double(), exp, rtol=1e-4, atol=1e-4 * exp.abs().max().item())
+        torch.testing.assert_close(got.double().cpu(), exp, rtol=1e-4, atol=1e-4 * exp.abs().max().item())
 
 
 def test_ring_kernel_choice(monkeypatch):
@@ -399,8 +402,9 @@ def test_ring_kernels_compile_as_one_operator():
     site = make_site(12, 16)
     site.x_range.copy_(torch.tensor([-2.0, 2.0]))
     site.stats_mode, site.kernel = "frozen", "fused"
-    w = torch.randn(12, 16, requires_grad=True)
-    x = torch.randn(2, 9, 16)
+    site.to(KERNEL_DEVICE)
+    w = torch.randn(12, 16, device=KERNEL_DEVICE, requires_grad=True)
+    x = torch.randn(2, 9, 16, device=KERNEL_DEVICE)
     eager = site(x, w, None)
     (g_eager,) = torch.autograd.grad(eager.square().sum(), w)
     torch._dynamo.reset()
