@@ -260,8 +260,9 @@ def run_bench(device: str | None = None, shape: str | None = None, batch: int | 
     `warmup` and `iters` default to 5 and 20 on a GPU, 2 and 10 on a CPU (a CPU run then takes
     under a minute). `sizes` is a list of (batch, seq) pairs (default: the one of `batch` and `seq`).
     `log`, when given, is called with a line per measurement as soon as it is taken.
-    `attention_kernels`: OTAttention.kernel settings to time (``unfused`` rows are labelled
-    ``optopass/unfused-attn``).
+    `attention_kernels`: OTAttention settings to time: ``auto``, ``unfused`` (the composed ops;
+    rows labelled ``optopass/unfused-attn``), ``keep`` (the composed ops keeping their
+    intermediates for the backward, ``recompute`` off; ``optopass/keep-attn``).
     `compile_modes`: the plain model's modes; `optical_modes` the optical model's (default: the
     same, but only ``cudagraphs`` when a GPU run times that mode).
     `timings`: ``interleaved`` and/or ``sequential`` (see the module docstring); both time the
@@ -316,7 +317,8 @@ def _bench_mode(plain, data, mode, device, torch_dtype, compile_modes, warmup, i
     for kernel in attention_kernels:
         def use_kernel(kernel=kernel):
             for attn in attentions:
-                attn.kernel = kernel
+                attn.kernel = "auto" if kernel == "auto" else "unfused"
+                attn.recompute = kernel != "keep"
 
         for optical_mode in optical_modes or compile_modes:
             attempt("optopass" if kernel == "auto" else f"optopass/{kernel}-attn", optical_mode,
@@ -398,8 +400,10 @@ def add_subcommand(sub) -> None:
     p.add_argument("--iters", type=int, default=None, help="timed rounds (default: 20 on a GPU, 10 on a CPU)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up calls per model (default: 5 on a GPU, 2 on a CPU)")
     p.add_argument("--no-reference", action="store_true", help="skip the reference implementation's layers")
-    p.add_argument("--attention-kernels", nargs="+", choices=["auto", "unfused"], default=["auto"],
-                   help="optical attention as the fused kernel where it applies (auto) and/or as composed ops (unfused)")
+    p.add_argument("--attention-kernels", nargs="+", choices=["auto", "unfused", "keep"], default=["auto"],
+                   help="optical attention as the fused kernel where it applies (auto), as composed ops (unfused), "
+                        "and/or as composed ops that keep their scores and probabilities for the backward instead of "
+                        "recomputing them (keep: OTAttention.recompute off)")
     p.add_argument("--timing", nargs="+", choices=TIMINGS, default=None,
                    help="interleaved rounds (robust to a drifting machine) and/or each model's calls in a row "
                         "(default: both on a GPU, interleaved on a CPU)")

@@ -139,3 +139,15 @@ def test_saved_for_backward_counts_the_distinct_storages_autograd_keeps():
     # x kept by both products counts once; the second product adds its other operand (4000 bytes)
     assert saved_for_backward_mb(lambda: (x * w + x * x.detach().exp().requires_grad_()).sum().backward()) == \
         12000 / 2**20
+
+
+def test_keep_attention_rows_keep_more_for_the_backward(capsys):
+    """--attention-kernels unfused keep: the composed attention recomputing its core in the
+    backward keeps less than the same ops keeping their scores and probabilities (training rows)."""
+    code = main(["bench", "--device", "cpu", "--batch", "2", "--seq", "32", "--modes", "train", "--iters", "1",
+                 "--warmup", "0", "--no-reference", "--no-compile", "--attention-kernels", "unfused", "keep", "--json"])
+    assert code == 0
+    rows = {r["config"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(rows) == {"optopass/unfused-attn", "optopass/keep-attn"}
+    assert rows["optopass/unfused-attn"]["saved_mb"] < rows["optopass/keep-attn"]["saved_mb"]
+    assert rows["optopass/unfused-attn"]["plain_saved_mb"] == rows["optopass/keep-attn"]["plain_saved_mb"] > 0
