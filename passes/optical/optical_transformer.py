@@ -28,6 +28,7 @@ from .sites import RANGE_METHODS, SiteBase
 
 TECHNOLOGY = "optical_transformer"
 OUT_GRANULARITIES = ("tensor", "channel")
+SIGNED_ENCODINGS = ("differential", "offset")
 
 
 @register_technology(TECHNOLOGY)
@@ -57,6 +58,12 @@ class OpticalTransformerParams:
             from the Poisson distribution (``quant.shot_noise``), before the output ADC.
         q_detector_noise: additive detector noise floor in photons rms per detector (>= 0), or
             None; needs ``q_photons_per_mac``.
+        q_signed_encoding: how signed operands become light with ``q_photons_per_mac``:
+            ``differential`` (the default: positive and negative rails read by a balanced detector
+            pair; the photon means need the matmul over |operands|) or ``offset`` (each operand
+            shifted by its range's negative end to be non-negative, one detector, the offset
+            products subtracted in electronics from row and column sums; more light per signal,
+            no second matmul).
     """
 
     q_levels: int = 256
@@ -70,6 +77,7 @@ class OpticalTransformerParams:
     q_out_granularity: str = "tensor"
     q_photons_per_mac: float | None = None
     q_detector_noise: float | None = None
+    q_signed_encoding: str = "differential"
 
     def __post_init__(self):
         if not is_int(self.q_levels) or self.q_levels < 2:
@@ -108,6 +116,9 @@ class OpticalTransformerParams:
             if self.q_photons_per_mac is None:
                 raise ConfigError("q_detector_noise: needs q_photons_per_mac (the noise floor is counted in photons)")
             object.__setattr__(self, "q_detector_noise", float(self.q_detector_noise))
+        if self.q_signed_encoding not in SIGNED_ENCODINGS:
+            raise ConfigError(f"q_signed_encoding: must be one of {', '.join(SIGNED_ENCODINGS)}, "
+                              f"got {self.q_signed_encoding!r}")
         for name in ("q_bypass", "q_dither"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name}: must be true or false, got {getattr(self, name)!r}")
@@ -128,6 +139,7 @@ class _OTSite(SiteBase):
         self.range_method = params.q_range_method
         self.photons_per_mac = params.q_photons_per_mac
         self.detector_noise = params.q_detector_noise
+        self.offset_encoding = params.q_signed_encoding == "offset"
 
     def _prepare(self) -> bool:
         observing = self.observing()
@@ -147,19 +159,26 @@ class _OTSite(SiteBase):
             self.counted()
         return quant.ste(y, q)
 
-    def _detect(self, y: Tensor, magnitude: Tensor, depth: int, counter: Tensor | None = None) -> Tensor:
-        """The matmul output `y` as the detectors count it (shot noise, optional detector floor),
-        when ``photons_per_mac`` is set; `magnitude` is the same matmul over |operands|, `depth`
-        its contraction length, `counter` the call counter (None: this site's). Gradients pass
-        straight through to `y`."""
+    def _detect(self, y: Tensor, a: Tensor, b: Tensor, a_range: Tensor, b_range: Tensor,
+                counter: Tensor | None = None) -> Tensor:
+        """The matmul output ``y = a @ b`` (quantized operands in `a_range`, `b_range`) as the
+        detectors count it (shot noise, optional detector floor), when ``photons_per_mac`` is set;
+        `counter` the call counter (None: this site's). Gradients pass straight through to `y`."""
         counter = self.counter if counter is None else counter
-        s = quant.photons_per_unit(magnitude, self.photons_per_mac, depth)
+        a, b, y0 = a.detach(), b.detach(), y.detach()
+        depth = a.shape[-1]
+        if self.offset_encoding:
+            light = quant.offset_light(y0, a, b, a_range, b_range)
+        else:
+            light = torch.matmul(a.abs(), b.abs())  # both rails' light: sum |a| |b|
+        s = quant.photons_per_unit(light, self.photons_per_mac, depth)
+        args = (y0, light, s, self.detector_noise, self.key_base, counter, self.offset_encoding)
         if self.uses_readout_kernel(y):
             from .kernels.ops import shot_noise_readout
 
-            noisy = shot_noise_readout(y.detach(), magnitude, s, self.detector_noise, self.key_base, counter)
+            noisy = shot_noise_readout(*args)
         else:
-            noisy = quant.shot_noise_fused(y.detach(), magnitude, s, self.detector_noise, self.key_base, counter)
+            noisy = quant.shot_noise_fused(*args)
         return quant.ste(y, noisy)
 
     # ``auto``: the shot-noise read-out runs as one Triton kernel (kernels/readout.py: the Poisson
@@ -217,7 +236,7 @@ class OTLinear(_OTSite):
         wq = self._weight_q(weight, observing)
         y = F.linear(xq, wq)
         if self.photons_per_mac is not None:
-            y = self._detect(y, F.linear(xq.detach().abs(), wq.detach().abs()), weight.shape[-1])
+            y = self._detect(y, xq, wq.transpose(-2, -1), self.range("x"), self.range("w"))
         if observing:
             self.observe("out", y)
         y = self._quantize_out(y)
@@ -277,7 +296,7 @@ class OTMatmul(_OTSite):
         bq = quant.ste(b, quant.quantize_fused(b, self.range("b"), self.levels, self.lut_min))
         y = torch.matmul(aq, bq)
         if self.photons_per_mac is not None:
-            y = self._detect(y, torch.matmul(aq.detach().abs(), bq.detach().abs()), b.shape[-2], counter)
+            y = self._detect(y, aq, bq, self.range("a"), self.range("b"), counter)
         if observing:
             self.observe("out", y)
         return self._quantize_out(y, counter)

@@ -284,9 +284,22 @@ def photon_count(lam: Tensor, u: Tensor, z: Tensor) -> Tensor:
     return torch.where(lam < POISSON_EXACT_BELOW, exact, lam + torch.sqrt(lam) * z)
 
 
+def offset_light(y: Tensor, a: Tensor, b: Tensor, a_range: Tensor, b_range: Tensor) -> Tensor:
+    """The light sums ``sum_k (a_k + c)(b_k + d)`` of ``y = a @ b`` with offset encoding: each
+    operand shifted by its range's negative end, ``c = max(-lo_a, 0)``, ``d = max(-lo_b, 0)``, so
+    that every shifted operand is >= 0. Computed from `y` and the operands' sums along the
+    contraction, ``y + c sum_k b + d sum_k a + K c d`` (float32), without a second matmul."""
+    c = torch.clamp(-a_range[0].float(), min=0.0)
+    d = torch.clamp(-b_range[0].float(), min=0.0)
+    depth = a.shape[-1]
+    return (y.float() + c * b.float().sum(dim=-2, keepdim=True) + d * a.float().sum(dim=-1, keepdim=True)
+            + depth * c * d)
+
+
 def shot_noise(y: Tensor, magnitude: Tensor, photons_per_unit: Tensor, detector_noise: float | None,
-               base: Tensor, counter: Tensor) -> Tensor:
-    """The matmul output `y` as a balanced pair of photodetectors would read it (float32).
+               base: Tensor, counter: Tensor, offset: bool = False) -> Tensor:
+    """The matmul output `y` as a balanced pair of photodetectors would read it (float32); with
+    `offset`, as one detector reads offset-encoded operands.
 
     Signed operands travel on two rails each (x = x+ - x-, w = w+ - w-, all intensities >= 0);
     a product's light reaches the positive detector (x+ w+, x- w-) or the negative one (x+ w-,
@@ -294,11 +307,22 @@ def shot_noise(y: Tensor, magnitude: Tensor, photons_per_unit: Tensor, detector_
     counts are ``s (magnitude + y) / 2`` and ``s (magnitude - y) / 2`` with `photons_per_unit`
     = s. Each count is drawn (``photon_count``) with its own streams of the call's key
     ``key_at(base, counter)``, plus a Gaussian detector floor of `detector_noise` photons rms
-    per detector when given; the result is ``(count+ - count-) / s``."""
+    per detector when given; the result is ``(count+ - count-) / s``.
+
+    With `offset`, `magnitude` holds the light sums ``sum (a + c)(b + d)`` (``offset_light``):
+    one detector counts Poisson(``s * magnitude``) (streams 1 and 3, and 5 for its floor), and
+    the electronics subtract the offset products, ``magnitude - y``, from ``count / s``."""
     key = key_at(base, counter)
     shape, device = y.shape, y.device
     y, magnitude = y.float(), magnitude.float()
     s = photons_per_unit.float()
+    if offset:
+        z, _ = normal_pair(stream_uniform(shape, key, 1, device), stream_uniform(shape, key, 2, device))
+        count = photon_count(torch.clamp(s * magnitude, min=0.0), stream_uniform(shape, key, 3, device), z)
+        if detector_noise is not None:
+            floor, _ = normal_pair(stream_uniform(shape, key, 5, device), stream_uniform(shape, key, 6, device))
+            count = count + detector_noise * floor
+        return count / s - (magnitude - y)
     lam_pos = torch.clamp(0.5 * s * (magnitude + y), min=0.0)
     lam_neg = torch.clamp(0.5 * s * (magnitude - y), min=0.0)
     z_pos, z_neg = normal_pair(stream_uniform(shape, key, 1, device), stream_uniform(shape, key, 2, device))
@@ -311,10 +335,10 @@ def shot_noise(y: Tensor, magnitude: Tensor, photons_per_unit: Tensor, detector_
 
 
 def photons_per_unit(magnitude: Tensor, photons_per_mac: float, depth: int) -> Tensor:
-    """The photons per unit of ``|x| |w|`` (0-d float32) at which one call's products average
+    """The photons per unit of light (0-d float32) at which one call's products average
     `photons_per_mac` detected photons: ``photons_per_mac * depth / mean(magnitude)``, where
-    `magnitude` holds the sums of |x| |w| over the contraction of length `depth` (so its mean
-    over depth is the mean product). That is the optical power setting of the call; computed on
+    `magnitude` holds each output's light summed over the contraction of length `depth` (|x| |w|
+    on both rails, or the offset-encoded products), so its mean over depth is the mean product. That is the optical power setting of the call; computed on
     the device, no host synchronisation."""
     mean = magnitude.float().mean().clamp(min=1e-30)
     return (photons_per_mac * depth) / mean

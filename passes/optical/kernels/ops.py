@@ -70,11 +70,11 @@ squeezelight_rings.register_autograd(_rings_backward, setup_context=_rings_setup
 
 @torch.library.custom_op("optopass::shot_noise_readout", mutates_args=())
 def shot_noise_readout(y: Tensor, magnitude: Tensor, photons_per_unit: Tensor, detector_noise: float | None,
-                       base: Tensor, counter: Tensor) -> Tensor:
+                       base: Tensor, counter: Tensor, offset: bool = False) -> Tensor:
     """quant.shot_noise as one kernel (kernels/readout.py); float32 of `y`'s shape."""
-    return _shot_noise_readout(y, magnitude, photons_per_unit, detector_noise, base, counter)
+    return _shot_noise_readout(y, magnitude, photons_per_unit, detector_noise, base, counter, offset)
 
 
 @shot_noise_readout.register_fake
-def _(y, magnitude, photons_per_unit, detector_noise, base, counter):
+def _(y, magnitude, photons_per_unit, detector_noise, base, counter, offset=False):
     return torch.empty_like(y, dtype=torch.float32)

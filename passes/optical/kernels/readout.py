@@ -71,7 +71,8 @@ def _count(lam, idx, key, stream: tl.constexpr, z):
 
 
 @triton.jit
-def _readout_kernel(Y, M, S, Base, Counter, Out, N, floor, HAS_FLOOR: tl.constexpr, BLOCK: tl.constexpr):
+def _readout_kernel(Y, M, S, Base, Counter, Out, N, floor, HAS_FLOOR: tl.constexpr, OFFSET: tl.constexpr,
+                    BLOCK: tl.constexpr):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
     key = _key(Base, Counter, True)
@@ -79,23 +80,30 @@ def _readout_kernel(Y, M, S, Base, Counter, Out, N, floor, HAS_FLOOR: tl.constex
     y = tl.load(Y + offs, mask=mask, other=0.0).to(tl.float32)
     m = tl.load(M + offs, mask=mask, other=0.0).to(tl.float32)
     s = tl.load(S).to(tl.float32)
-    lam_pos = tl.maximum(0.5 * s * (m + y), 0.0)
-    lam_neg = tl.maximum(0.5 * s * (m - y), 0.0)
-    lam_pos = tl.where(mask, lam_pos, EXACT_BELOW)  # lanes past the end take no branch
-    lam_neg = tl.where(mask, lam_neg, EXACT_BELOW)
     z_pos, z_neg = _normal_pair(idx, key, 1)
-    count = _count(lam_pos, idx, key, 3, z_pos) - _count(lam_neg, idx, key, 4, z_neg)
-    if HAS_FLOOR:
-        d_pos, d_neg = _normal_pair(idx, key, 5)
-        count = count + floor * (d_pos - d_neg)
-    tl.store(Out + offs, count / s, mask=mask)
+    if OFFSET:  # one detector of the offset-encoded light; the offset products subtracted after
+        lam = tl.where(mask, tl.maximum(s * m, 0.0), EXACT_BELOW)  # lanes past the end take no branch
+        count = _count(lam, idx, key, 3, z_pos)
+        if HAS_FLOOR:
+            d_pos, d_neg = _normal_pair(idx, key, 5)
+            count = count + floor * d_pos
+        out = count / s - (m - y)
+    else:
+        lam_pos = tl.where(mask, tl.maximum(0.5 * s * (m + y), 0.0), EXACT_BELOW)
+        lam_neg = tl.where(mask, tl.maximum(0.5 * s * (m - y), 0.0), EXACT_BELOW)
+        count = _count(lam_pos, idx, key, 3, z_pos) - _count(lam_neg, idx, key, 4, z_neg)
+        if HAS_FLOOR:
+            d_pos, d_neg = _normal_pair(idx, key, 5)
+            count = count + floor * (d_pos - d_neg)
+        out = count / s
+    tl.store(Out + offs, out, mask=mask)
 
 
 BLOCK = 1024
 
 
 def shot_noise_readout(y: Tensor, magnitude: Tensor, photons_per_unit: Tensor, detector_noise: float | None,
-                       base: Tensor, counter: Tensor) -> Tensor:
+                       base: Tensor, counter: Tensor, offset: bool = False) -> Tensor:
     """quant.shot_noise in one kernel: float32 of `y`'s shape, element i keyed by its flat index."""
     if magnitude.shape != y.shape:
         raise ValueError(f"magnitude {tuple(magnitude.shape)} must have y's shape {tuple(y.shape)}")
@@ -107,5 +115,5 @@ def shot_noise_readout(y: Tensor, magnitude: Tensor, photons_per_unit: Tensor, d
     floor = 0.0 if detector_noise is None else float(detector_noise)
     _readout_kernel[(triton.cdiv(n, BLOCK),)](flat_y, flat_m, photons_per_unit.reshape(1), base.reshape(1),
                                                counter.reshape(1), out, n, floor, HAS_FLOOR=detector_noise is not None,
-                                               BLOCK=BLOCK)
+                                               OFFSET=offset, BLOCK=BLOCK)
     return out.view(y.shape)

@@ -335,3 +335,75 @@ def test_sites_take_the_readout_kernel_on_request_and_give_the_same_output():
     fused.readout_kernel = "triton"
     with pytest.raises(ValueError, match="readout_kernel: must be 'auto', 'fused' or 'unfused'"):
         fused(xd, wd)
+
+
+# ------------------------------------------------------------------------------------------------
+# Offset encoding (q_signed_encoding: offset): one detector, operands shifted to be non-negative
+
+
+def test_offset_light_is_the_matmul_of_the_shifted_operands():
+    gen = torch.Generator().manual_seed(21)
+    a = torch.rand(3, 5, 7, generator=gen) * 3 - 1  # in [-1, 2]
+    b = torch.rand(3, 7, 4, generator=gen) * 2 - 0.5  # in [-0.5, 1.5]
+    a_range, b_range = torch.tensor([-1.0, 2.0]), torch.tensor([-0.5, 1.5])
+    light = quant.offset_light(a @ b, a, b, a_range, b_range)
+    want = (a.double() + 1.0) @ (b.double() + 0.5)  # every shifted operand >= 0
+    torch.testing.assert_close(light.double(), want, rtol=1e-5, atol=1e-5)
+    # a range that does not reach below zero needs no shift
+    plain = quant.offset_light(a.abs() @ b.abs(), a.abs(), b.abs(), torch.tensor([0.0, 2.0]), torch.tensor([0.2, 1.5]))
+    torch.testing.assert_close(plain, a.abs() @ b.abs())
+
+
+@pytest.mark.parametrize("readout", list(READOUTS))
+@pytest.mark.parametrize("photons_per_unit,detector", [(0.5, None), (20.0, None), (3.0, 1.5)])
+def test_offset_detection_has_mean_y_and_variance_light_over_s(photons_per_unit, detector, readout):
+    """One detector counts Poisson(s * light); the read value (count / s minus the offset
+    products) has mean y and variance light / s (+ floor^2 / s^2)."""
+    gen = torch.Generator().manual_seed(1)
+    y = torch.randn(N, generator=gen)
+    light = y.abs() + 0.5 + torch.rand(N, generator=gen) * 3  # light >= 0 (it is a sum of non-negative products)
+    s = torch.tensor(photons_per_unit)
+    out = READOUTS[readout](y, light, s, detector, torch.tensor(8), torch.tensor(2), True).double()
+    expected_var = light.double() / photons_per_unit
+    if detector is not None:
+        expected_var = expected_var + detector**2 / photons_per_unit**2
+    norm = (out - y.double()) / expected_var.sqrt()
+    assert abs(norm.mean().item()) < Z / math.sqrt(N)
+    assert abs(norm.var().item() - 1) < Z * math.sqrt(3 / N)
+
+
+def test_offset_readout_kernel_draws_what_the_torch_ops_draw():
+    gen = torch.Generator().manual_seed(3)
+    y = torch.randn(3000, generator=gen)
+    light = y.abs() * 0.1 + torch.rand(3000, generator=gen) * 4
+    for s, floor in ((0.5, None), (30.0, 0.7)):
+        args = (torch.tensor(s), floor, torch.tensor(5), torch.tensor(1), True)
+        torch.testing.assert_close(_kernel_readout(y, light, *args), quant.shot_noise(y, light, *args),
+                                   rtol=1e-5, atol=1e-5 / s)
+
+
+def test_offset_encoded_sites_read_the_noiseless_op_at_infinite_photons():
+    x, w = _xw()
+    plain = _linear_site()
+    bright = _linear_site(q_photons_per_mac=1e12, q_signed_encoding="offset")
+    bright.load_state_dict(plain.state_dict())
+    step = (plain.out_range[1] - plain.out_range[0]).item() / 255
+    assert (plain(x, w) - bright(x, w)).abs().max().item() <= step * 1.001
+    dim = _linear_site(q_photons_per_mac=0.5, q_signed_encoding="offset")
+    dim.load_state_dict(plain.state_dict())
+    assert (plain(x, w) - dim(x, w)).abs().max().item() > 3 * step  # few photons: visible noise
+    att = OTMatmul(OpticalTransformerParams(q_photons_per_mac=1e12, q_signed_encoding="offset"), "attn.qk", 0)
+    ref = OTMatmul(OpticalTransformerParams(), "attn.qk", 0)
+    a, b = torch.randn(2, 6, 8), torch.randn(2, 8, 6)
+    for m in (att, ref):
+        m.set_stats_mode("observe")
+        m(a, b)
+        m.set_stats_mode("frozen")
+    ref.load_state_dict(att.state_dict())
+    step = (ref.out_range[1] - ref.out_range[0]).item() / 255
+    assert (att(a, b) - ref(a, b)).abs().max().item() <= step * 1.001
+
+
+def test_bad_signed_encoding_names_the_key():
+    with pytest.raises(ConfigError, match="q_signed_encoding: must be one of differential, offset, got 'rails'"):
+        OpticalTransformerParams(q_photons_per_mac=1.0, q_signed_encoding="rails")
