@@ -407,3 +407,18 @@ def test_offset_encoded_sites_read_the_noiseless_op_at_infinite_photons():
 def test_bad_signed_encoding_names_the_key():
     with pytest.raises(ConfigError, match="q_signed_encoding: must be one of differential, offset, got 'rails'"):
         OpticalTransformerParams(q_photons_per_mac=1.0, q_signed_encoding="rails")
+
+
+@pytest.mark.parametrize("name,encoding", [("shot_noise_cfg.yaml", "differential"),
+                                           ("shot_noise_offset_cfg.yaml", "offset")])
+def test_example_shot_noise_configs_load_and_run(name, encoding):
+    from pathlib import Path
+
+    cfg = optopass.load_config(Path(__file__).resolve().parents[3] / "examples" / name)
+    gm = optopass.apply_optical_pass(tiny_hf_model("bert", "sdpa"), cfg)
+    sites = [site for _, site in optical_sites(gm) if hasattr(site, "photons_per_mac")]
+    assert sites and all(site.photons_per_mac == 10.0 and site.offset_encoding == (encoding == "offset")
+                         for site in sites)
+    optopass.calibrate(gm, [hf_inputs(2, 10)])
+    with torch.no_grad():
+        assert torch.isfinite(gm(**hf_inputs(2, 10)).logits).all()
