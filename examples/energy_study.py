@@ -21,8 +21,9 @@ and seed:
 
 **Scaling** (``--widths``, 64 to 4096): the photons per MAC at which one optical matmul of
 width d reaches ``--target-snr-db`` output SNR (signal power over shot-noise power), for
-non-negative operands (intensities: the terms of a dot product add up) and for zero-mean
-signed operands on differential rails (their terms cancel), plotted against 1/d.
+non-negative operands (intensities: the terms of a dot product add up), for zero-mean
+signed operands on differential rails (their terms cancel) and for the same operands with
+offset encoding over the range [-4, 4] (``q_signed_encoding: offset``), plotted against 1/d.
 
 Outputs: ``energy_glue.csv`` (long: ``stage,task,seed,photons_per_mac,metric,score``),
 ``energy_tables.md``, ``energy_glue.png``, ``energy_scaling.csv``, ``energy_scaling.png``,
@@ -126,8 +127,14 @@ def check_args(args) -> None:
 # The op-level scaling law
 
 
+SERIES = ("non-negative", "signed", "signed-offset")  # operands (and their encoding) of the scaling law
+OFFSET_CLIP = 4.0  # signed-offset: N(0, 1) operands in the range [-4, 4], so each is shifted by 4
+
+
 def snr_db(width: int, photons_per_mac: float, operands: str, seed: int = 0, rows: int = 256, cols: int = 128) -> float:
-    """Output SNR (signal power over shot-noise power, dB) of one optical matmul of width d."""
+    """Output SNR (signal power over shot-noise power, dB) of one optical matmul of width d:
+    ``non-negative`` U[0, 1) operands, or ``signed`` N(0, 1) ones, on differential rails, or
+    ``signed-offset`` N(0, 1) ones with offset encoding over the range [-4, 4]."""
     from optopass.passes.optical import quant
 
     gen = torch.Generator().manual_seed(seed)
@@ -135,9 +142,15 @@ def snr_db(width: int, photons_per_mac: float, operands: str, seed: int = 0, row
         x, w = torch.rand(rows, width, generator=gen), torch.rand(cols, width, generator=gen)
     else:
         x, w = torch.randn(rows, width, generator=gen), torch.randn(cols, width, generator=gen)
-    y, magnitude = x @ w.T, x.abs() @ w.abs().T
-    s = quant.photons_per_unit(magnitude, photons_per_mac, width)
-    noisy = quant.shot_noise(y, magnitude, s, None, torch.tensor(seed + 11), torch.tensor(width))
+    y = x @ w.T
+    offset = operands == "signed-offset"
+    if offset:
+        clip = torch.tensor([-OFFSET_CLIP, OFFSET_CLIP])
+        light = quant.offset_light(y, x, w.T, clip, clip)
+    else:
+        light = x.abs() @ w.abs().T
+    s = quant.photons_per_unit(light, photons_per_mac, width)
+    noisy = quant.shot_noise(y, light, s, None, torch.tensor(seed + 11), torch.tensor(width), offset)
     signal, noise = y.double().square().mean(), (noisy.double() - y.double()).square().mean()
     return 10 * math.log10(signal.item() / noise.item())
 
@@ -156,7 +169,7 @@ def photons_for_snr(width: int, operands: str, target_db: float, grid: list[floa
 def scaling_study(args) -> list[list]:
     grid = [10 ** (e / 4) for e in range(-20, 21)]  # 1e-5 .. 1e5 photons per MAC
     rows = []
-    for operands in ("non-negative", "signed"):
+    for operands in SERIES:
         for width in args.widths:
             needed = photons_for_snr(width, operands, args.target_snr_db, grid)
             rows.append([operands, width, needed, args.target_snr_db])
@@ -370,13 +383,15 @@ def _joules(value) -> str:
 
 def scaling_table(rows, args) -> str:
     lines = [f"## Photons per MAC for {args.target_snr_db:g} dB output SNR of one optical matmul", "",
-             "| width d | non-negative operands | signed operands (differential rails) |", "|---:|---:|---:|"]
+             "| width d | non-negative operands | signed operands (differential rails) | signed operands (offset "
+             f"encoding, range ±{OFFSET_CLIP:g}) |", "|---:|---:|---:|---:|"]
+    present = [series for series in SERIES if any(r[0] == series for r in rows)]
     for width in args.widths:
         got = {r[0]: r[2] for r in rows if r[1] == width}
-        lines.append(f"| {width} | {got['non-negative']:.4g} | {got['signed']:.4g} |")
-    lines += ["", "Least-squares slope of log(photons per MAC) against log(1/d): "
-              f"non-negative {fit_slope(rows, 'non-negative'):.3f}, signed {fit_slope(rows, 'signed'):.3f} "
-              "(1 is the 1/d law)."]
+        lines.append(f"| {width} | " + " | ".join(f"{got[series]:.4g}" if series in got else "-" for series in SERIES)
+                     + " |")
+    slopes = ", ".join(f"{series} {fit_slope(rows, series):.3f}" for series in present)
+    lines += ["", f"Least-squares slope of log(photons per MAC) against log(1/d): {slopes} (1 is the 1/d law)."]
     return "\n".join(lines) + "\n"
 
 
@@ -412,9 +427,12 @@ def plot_scaling(rows, args, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.8))
-    for operands, marker in (("non-negative", "o"), ("signed", "s")):
+    labels = {"non-negative": "non-negative operands", "signed": "signed operands, differential rails",
+              "signed-offset": "signed operands, offset encoding"}
+    for operands, marker in zip(SERIES, "os^"):
         pts = [(1 / r[1], r[2]) for r in rows if r[0] == operands]
-        ax.loglog([p[0] for p in pts], [p[1] for p in pts], marker + "-", label=f"{operands} operands")
+        if pts:
+            ax.loglog([p[0] for p in pts], [p[1] for p in pts], marker + "-", label=labels[operands])
     ax.set_xlabel("1 / d")
     ax.set_ylabel(f"photons per MAC for {args.target_snr_db:g} dB SNR")
     ax.legend(fontsize=8)

@@ -44,6 +44,11 @@ def test_scaling_law_follows_the_closed_form(study):
     assert snr_signed == pytest.approx([expected, expected], abs=0.3)
     for d in (64, 512):
         assert study.snr_db(d, p, "non-negative") == pytest.approx(10 * math.log10(p * d * (1 + 7 / (9 * d))), abs=0.3)
+    # offset encoding, N(0, 1) operands shifted by c = 4: the light L = sum (x + 4)(w + 4) has mean
+    # 16 d, so s = p / 16 and the noise variance L / s averages 256 d / p against E[y^2] = d:
+    # SNR = p / 256 whatever d: 256 pi^2 / 4 = 632x the photons of differential rails (SNR = p pi^2 / 4)
+    for d in (64, 1024):
+        assert study.snr_db(d, 100.0, "signed-offset") == pytest.approx(10 * math.log10(100.0 / 256), abs=0.3)
 
 
 def test_scaling_only_run_writes_table_csv_and_plot(study, tmp_path, capsys):
@@ -53,6 +58,8 @@ def test_scaling_only_run_writes_table_csv_and_plot(study, tmp_path, capsys):
     assert rows[0] == list(study.SCALING_HEADER)
     nonneg = {int(r[1]): float(r[2]) for r in rows[1:] if r[0] == "non-negative"}
     assert nonneg[64] / nonneg[256] == pytest.approx(4.0, rel=0.1)  # the 1/d law
+    offset = {int(r[1]): float(r[2]) for r in rows[1:] if r[0] == "signed-offset"}
+    assert offset[64] == pytest.approx(offset[256], rel=0.15) == pytest.approx(100 * 256, rel=0.15)  # flat, p = 100 * 256
     assert (out / "energy_scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Photons per MAC for 20 dB" in (out / "energy_tables.md").read_text()
 
