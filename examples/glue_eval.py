@@ -153,7 +153,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true",
                    help="keep the (task, seed) units an earlier run with the same options finished in --out "
                         "(OUT/units/) and run only the others")
-    p.add_argument("--worker-units", default=None, help=argparse.SUPPRESS)  # task:seed,... (one worker's units)
     p.add_argument("--worker-queue", default=None, help=argparse.SUPPRESS)  # a --gpus worker: the units' queue folder
     return p.parse_args(argv)
 
@@ -276,8 +275,8 @@ def run_study(args: argparse.Namespace) -> Study:
         units = claim_units(Path(args.worker_queue))
         total = None
     else:
-        units = parse_units(args.worker_units) if args.worker_units else [(t, s) for t in study.tasks for s in study.seeds]
-        if args.resume and not args.worker_units:
+        units = [(t, s) for t in study.tasks for s in study.seeds]
+        if args.resume:
             done = finished_units(out, units, args)
             units = [unit for unit in units if unit not in done]
             study = merge_studies(study.tasks, study.seeds, [study_to_json(study), *done.values()])
@@ -296,7 +295,7 @@ def run_study(args: argparse.Namespace) -> Study:
 # finished units, kept in OUT/units/ (--resume)
 
 # options that change no score: a unit finished under other values of these is still this run's
-NOT_RESULTS = {"out", "gpus", "workers_per_gpu", "no_progress", "resume", "worker_units", "worker_queue", "tasks",
+NOT_RESULTS = {"out", "gpus", "workers_per_gpu", "no_progress", "resume", "worker_queue", "tasks",
                "seeds", "keep_checkpoints"}
 
 
@@ -353,10 +352,6 @@ class WorkerError(RuntimeError):
 # training rows of each GLUE task (the order of the queue; a cap lowers them)
 TRAIN_ROWS = {"cola": 8551, "sst2": 67349, "mrpc": 3668, "stsb": 5749, "qqp": 363846, "mnli": 392702,
               "qnli": 104743, "rte": 2490, "wnli": 635}
-
-
-def parse_units(text: str) -> list[tuple[str, int]]:
-    return [(unit.split(":")[0], int(unit.split(":")[1])) for unit in text.split(",") if unit]
 
 
 def unit_cost(task: str, cap: int | None, epochs: dict[str, float] | None) -> float:
@@ -759,7 +754,7 @@ def main(argv: list[str] | None = None) -> int:
         per_task(args.optical_learning_rates, args.tasks, "--optical-learning-rates")
         if args.eval_only and not Path(args.eval_only).is_dir():
             raise ConfigError(f"--eval-only: {args.eval_only}: folder not found")
-        if args.worker_units or args.worker_queue:  # a --gpus worker: its units only, the parent writes the tables
+        if args.worker_queue:  # a --gpus worker: its units only, the parent writes the tables
             run_study(args)
             return 0
         if not args.resume:
