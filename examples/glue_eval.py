@@ -271,6 +271,7 @@ def run_study(args: argparse.Namespace) -> Study:
             technologies["squeezelight"] = squeezelight
     stages_per_run = 2 + 2 * len(technologies)
     out = Path(args.out)
+    parts = [study_to_json(study)]  # the rows' availability, then each unit's scores
     if args.worker_queue:
         units = claim_units(Path(args.worker_queue))
         total = None
@@ -279,7 +280,7 @@ def run_study(args: argparse.Namespace) -> Study:
         if args.resume:
             done = finished_units(out, units, args)
             units = [unit for unit in units if unit not in done]
-            study = merge_studies(study.tasks, study.seeds, [study_to_json(study), *done.values()])
+            parts += done.values()
         total = len(units) * stages_per_run
     with tqdm(total=total, desc="glue_eval", unit="stage", disable=args.no_progress) as bar:
         for task, seed in units:
@@ -287,8 +288,8 @@ def run_study(args: argparse.Namespace) -> Study:
             unit.status.update(study.status)
             run_one(args, unit, task, seed, glue_dir, technologies, out, bar)
             save_unit(out, unit, task, seed, args)
-            study = merge_studies(study.tasks, study.seeds, [study_to_json(study), study_to_json(unit)])
-    return study
+            parts.append(study_to_json(unit))
+    return merge_studies(study.tasks, study.seeds, parts)
 
 
 # ------------------------------------------------------------------------------------------------
