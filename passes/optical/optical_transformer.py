@@ -22,7 +22,7 @@ from torch import Tensor
 from ...tools.checks import is_int, is_number
 from ...tools.errors import ConfigError
 from . import quant
-from .kernels import MAX_LEVELS
+from .kernels import KERNELS, MAX_LEVELS, runs_kernel
 from .registry import register_site, register_technology
 from .sites import RANGE_METHODS, SiteBase
 
@@ -188,11 +188,7 @@ class _OTSite(SiteBase):
     readout_kernel = "auto"
 
     def uses_readout_kernel(self, y: Tensor) -> bool:
-        if self.readout_kernel not in ("auto", "fused", "unfused"):
-            raise ValueError(f"readout_kernel: must be 'auto', 'fused' or 'unfused', got {self.readout_kernel!r}")
-        if self.readout_kernel == "unfused" or torch.compiler.is_exporting():
-            return False
-        return self.readout_kernel == "fused" or y.is_cuda
+        return runs_kernel(self.readout_kernel, "readout_kernel", y)
 
     def draws_dither(self) -> bool:
         return self.enabled and (self.dither or self.photons_per_mac is not None)
@@ -300,9 +296,6 @@ class OTMatmul(_OTSite):
         if observing:
             self.observe("out", y)
         return self._quantize_out(y, counter)
-
-
-KERNELS = ("auto", "fused", "unfused")
 
 
 class OTAttention(torch.nn.Module):

@@ -338,8 +338,9 @@ def photons_per_unit(magnitude: Tensor, photons_per_mac: float, depth: int) -> T
     """The photons per unit of light (0-d float32) at which one call's products average
     `photons_per_mac` detected photons: ``photons_per_mac * depth / mean(magnitude)``, where
     `magnitude` holds each output's light summed over the contraction of length `depth` (|x| |w|
-    on both rails, or the offset-encoded products), so its mean over depth is the mean product. That is the optical power setting of the call; computed on
-    the device, no host synchronisation."""
+    on both rails, or the offset-encoded products), so its mean over depth is the mean product.
+    That is the optical power setting of the call; computed on the device, no host
+    synchronisation."""
     mean = magnitude.float().mean().clamp(min=1e-30)
     return (photons_per_mac * depth) / mean
 

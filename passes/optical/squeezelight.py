@@ -79,6 +79,7 @@ from torch import Tensor, nn
 
 from ...tools.checks import is_finite_number, is_int
 from ...tools.errors import ConfigError
+from .kernels import runs_kernel
 from .sites import SiteBase
 
 __all__ = [
@@ -419,12 +420,8 @@ class SqueezeLightLinearSite(SiteBase):
         return rails, w_scale, w_hat.sum(dim=1)
 
     def uses_kernel(self, x: Tensor) -> bool:
-        """Whether this call's ring array runs as the Triton kernels (see ``kernel``)."""
-        if self.kernel not in ("auto", "fused", "unfused"):
-            raise ValueError(f"kernel: must be 'auto', 'fused' or 'unfused', got {self.kernel!r}")
-        if self.kernel == "unfused" or x.dtype != torch.float32 or torch.compiler.is_exporting():
-            return False
-        return self.kernel == "fused" or x.is_cuda
+        """Whether this call's ring array runs as the Triton kernels (see ``kernel``; float32 only)."""
+        return runs_kernel(self.kernel, "kernel", x) and x.dtype == torch.float32
 
     def _ring_readout(self, u: Tensor, rails: Tensor) -> Tensor:
         """sum_q [T(phi_pos) - T(phi_neg)] for every token: (n, in) -> (n, P k); as torch ops, in
@@ -433,8 +430,8 @@ class SqueezeLightLinearSite(SiteBase):
         n = u.shape[0]
         u = F.pad(u, (0, cols * k - self.in_features)).reshape(n, cols, k).transpose(0, 1)  # (Q, n, k)
         p = self.params
-        ring = _RingConstants(self.phase_bias, self.phase_per_unit, p.morr_a, p.morr_r, self.uses_kernel(u))
-        if ring.kernel:
+        ring = _RingConstants(self.phase_bias, self.phase_per_unit, p.morr_a, p.morr_r)
+        if self.uses_kernel(u):
             from .kernels.ops import squeezelight_rings
 
             return squeezelight_rings(u, rails, ring.phase_bias, ring.phase_per_unit, *ring.abk)
@@ -444,8 +441,8 @@ class SqueezeLightLinearSite(SiteBase):
 
 
 # ---------------------------------------------------------------------------------------------
-# The ring array as torch ops (kernels/rings.py: the same in Triton kernels). T(phi) = 1 - K / (A - B cos phi) (the closed form of morr_transmission,
-# rearranged), so T(phi_pos) - T(phi_neg) = K (1/den_neg - 1/den_pos). Evaluated in place, and
+# The ring array as torch ops (kernels/rings.py: the same in Triton kernels).
+# T(phi) = 1 - K / (A - B cos phi) (the closed form of morr_transmission, rearranged), so T(phi_pos) - T(phi_neg) = K (1/den_neg - 1/den_pos). Evaluated in place, and
 # differentiated with the analytic T'(phi) = K B sin(phi) / den^2 (the true gradient, recomputed
 # from the saved operands in the backward, so activations of size Q x n x 2Pk are never stored).
 
@@ -456,7 +453,6 @@ class _RingConstants:
     phase_per_unit: float
     a: float
     r: float
-    kernel: bool = False  # the Triton kernels (kernels/rings.py) instead of the torch ops below
 
     @property
     def abk(self) -> tuple[float, float, float]:

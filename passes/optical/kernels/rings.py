@@ -147,24 +147,19 @@ def rings_forward(u: Tensor, rails: Tensor, phi0: float, gamma: float, abk: tupl
 
 
 def rings_backward(u: Tensor, rails: Tensor, grad: Tensor, phi0: float, gamma: float,
-                   abk: tuple[float, float, float], need_u: bool = True, need_rails: bool = True
-                   ) -> tuple[Tensor | None, Tensor | None]:
+                   abk: tuple[float, float, float]) -> tuple[Tensor, Tensor]:
     """Gradients of ``rings_forward`` with respect to `u` (Q, n, k) and `rails` (Q, k, 2W), given
-    `grad` (n, W) of its output; None where not needed."""
+    `grad` (n, W) of its output."""
     ut, rails, cols, n, k, width = _prepare(u, rails)
     grad = grad.to(torch.float32).contiguous()
     big_a, big_b, kk = abk
     kbg = kk * big_b * gamma
     k_pow2 = triton.next_power_of_2(k)
     common = (n, width, ut.stride(0), ut.stride(1), rails.stride(0), rails.stride(1), phi0, gamma, big_a, big_b, kbg)
-    grad_u = grad_rails = None
-    if need_u:
-        grad_ut = torch.empty_like(ut)
-        _rings_grad_u[(cols, triton.cdiv(n, BLOCK_N))](ut, rails, grad, grad_ut, *common, K=k, K_POW2=k_pow2,
-                                                       BLOCK_N=BLOCK_N, BLOCK_O=BLOCK_O)
-        grad_u = grad_ut.transpose(1, 2)
-    if need_rails:
-        grad_rails = torch.empty_like(rails)
-        _rings_grad_rails[(cols, triton.cdiv(width, BLOCK_O))](ut, rails, grad, grad_rails, *common, K=k,
-                                                               K_POW2=k_pow2, BLOCK_N=BLOCK_N, BLOCK_O=BLOCK_O)
-    return grad_u, grad_rails
+    grad_ut = torch.empty_like(ut)
+    _rings_grad_u[(cols, triton.cdiv(n, BLOCK_N))](ut, rails, grad, grad_ut, *common, K=k, K_POW2=k_pow2,
+                                                   BLOCK_N=BLOCK_N, BLOCK_O=BLOCK_O)
+    grad_rails = torch.empty_like(rails)
+    _rings_grad_rails[(cols, triton.cdiv(width, BLOCK_O))](ut, rails, grad, grad_rails, *common, K=k,
+                                                           K_POW2=k_pow2, BLOCK_N=BLOCK_N, BLOCK_O=BLOCK_O)
+    return grad_ut.transpose(1, 2), grad_rails
