@@ -45,12 +45,14 @@ def _(u, rails, phase_bias, phase_per_unit, big_a, big_b, big_k):
 def squeezelight_rings_backward(u: Tensor, rails: Tensor, grad: Tensor, phase_bias: float, phase_per_unit: float,
                                 big_a: float, big_b: float, big_k: float) -> tuple[Tensor, Tensor]:
     grad_u, grad_rails = rings_backward(u, rails, grad, phase_bias, phase_per_unit, (big_a, big_b, big_k))
-    return grad_u.contiguous(), grad_rails
+    return grad_u.contiguous(), grad_rails.contiguous()
 
 
 @squeezelight_rings_backward.register_fake
 def _(u, rails, grad, phase_bias, phase_per_unit, big_a, big_b, big_k):
-    return torch.empty_like(u, dtype=torch.float32), torch.empty_like(rails, dtype=torch.float32)
+    # contiguous, as the kernels write them: a fake with the inputs' strides would make compiled
+    # code read the real gradients in the wrong order
+    return u.new_empty(u.shape, dtype=torch.float32), rails.new_empty(rails.shape, dtype=torch.float32)
 
 
 def _rings_setup(ctx, inputs, output):
@@ -77,4 +79,4 @@ def shot_noise_readout(y: Tensor, magnitude: Tensor, photons_per_unit: Tensor, d
 
 @shot_noise_readout.register_fake
 def _(y, magnitude, photons_per_unit, detector_noise, base, counter, offset=False):
-    return torch.empty_like(y, dtype=torch.float32)
+    return y.new_empty(y.shape, dtype=torch.float32)  # contiguous, as the kernel writes it

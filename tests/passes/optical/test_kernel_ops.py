@@ -1,0 +1,48 @@
+"""The kernels' torch operators against PyTorch's operator checks (torch.library.opcheck): schema,
+autograd registration, and fake implementations whose shapes and strides match what the kernels
+return. Compiled code lays out its buffers from the fakes alone, so a fake with other strides than
+the real output makes compiled code read the real output in the wrong order; the inputs here are
+transposed views, the case where `empty_like` keeps the input's strides and the kernels do not."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from optopass.passes.optical.kernels import ops
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # on a CPU: Triton's interpreter
+
+
+def _transposed(*shape: int) -> torch.Tensor:
+    """A (..., a, b) tensor stored as (..., b, a): not contiguous."""
+    return torch.randn(*shape[:-2], shape[-1], shape[-2], device=DEVICE).transpose(-1, -2)
+
+
+def test_ring_operators_pass_opcheck_on_strided_inputs():
+    torch.manual_seed(0)
+    u, rails = _transposed(3, 10, 4), _transposed(3, 4, 8)
+    assert not u.is_contiguous() and not rails.is_contiguous()
+    constants = (0.1, 0.5, 2.0, 1.0, 0.3)
+    torch.library.opcheck(ops.squeezelight_rings, (u.requires_grad_(), rails.requires_grad_(), *constants))
+    grad = _transposed(10, 4)
+    torch.library.opcheck(ops.squeezelight_rings_backward, (u.detach(), rails.detach(), grad, *constants))
+
+
+@pytest.mark.parametrize("noise_floor", [None, 2.0])
+def test_readout_operator_passes_opcheck_on_strided_inputs(noise_floor):
+    torch.manual_seed(0)
+    y = _transposed(6, 40) * 3
+    magnitude = y.abs() + 1.0
+    scalars = [torch.tensor(v, device=DEVICE) for v in (4.0, 11, 0)]
+    scalars[1:] = [s.to(torch.int64) for s in scalars[1:]]
+    photons, base, counter = scalars
+    torch.library.opcheck(ops.shot_noise_readout, (y, magnitude, photons, noise_floor, base, counter, False))
+
+
+def test_attention_operator_passes_opcheck_on_strided_inputs():
+    torch.manual_seed(0)
+    q, k, v = _transposed(2, 3, 7, 16), _transposed(2, 3, 9, 16), _transposed(2, 3, 9, 16)
+    ranges = torch.tensor([[-1.0, 1.0], [-6.0, 6.0], [0.0, 1.0]], device=DEVICE)
+    keys = torch.zeros(4, dtype=torch.int64, device=DEVICE)
+    torch.library.opcheck(ops.ot_attention, (q, k, v, None, 0.25, ranges, *keys, 256, True))
