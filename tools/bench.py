@@ -84,6 +84,10 @@ class Row:
     saved_mb: float = float("nan")
     plain_saved_mb: float = float("nan")
     saved_ratio: float = float("nan")
+    # seconds from the model's compile to its first timed call (compiling, warm-up, memory probes):
+    # the optical row's and its plain baseline's, reported beside the times, never inside them
+    ready_s: float = float("nan")
+    plain_ready_s: float = float("nan")
 
 
 def build_model(shape: str, dtype: torch.dtype, device: str):
@@ -153,6 +157,7 @@ class _Timed:
     peak: float
     saved: float = float("nan")
     samples: list = field(default_factory=list)
+    ready_s: float = float("nan")  # seconds to compile, warm up and probe memory
 
 
 def saved_for_backward_mb(step: Callable[[], object]) -> float:
@@ -304,8 +309,11 @@ def _bench_mode(plain, data, mode, device, torch_dtype, compile_modes, warmup, i
     tag = f"{mode} {batch}x{seq}"
 
     def attempt(config, run_mode, make, setup=None):
+        start = time.perf_counter()
         try:
             entries.append(_prepare(config, run_mode, make(), data, mode, device, warmup, setup))
+            entries[-1].ready_s = time.perf_counter() - start
+            log(f"{tag} {config} {run_mode}: ready after {entries[-1].ready_s:.1f} s (compiling, warm-up)")
         except Exception as err:  # a compiler failure costs this row, not the whole benchmark
             log(f"{tag} {config} {run_mode}: not measured ({type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''})")
 
@@ -357,7 +365,7 @@ def _rows(entries, mode, device, torch_dtype, batch, seq, timing, tag, log) -> l
                             round(peak / base_peak, 3) if base_peak == base_peak and base_peak > 0 else float("nan"),
                             timing, round(entry.saved, 1), round(base.saved, 1),
                             round(entry.saved / base.saved, 3) if base.saved == base.saved and base.saved > 0
-                            else float("nan")))
+                            else float("nan"), round(entry.ready_s, 1), round(base.ready_s, 1)))
     return rows
 
 

@@ -1,6 +1,7 @@
 """``optopass bench`` on the CPU: the rows and their keys (no timing is asserted)."""
 
 import json
+import re
 
 import pytest
 
@@ -11,7 +12,13 @@ def test_cpu_bench_json_rows(capsys):
     code = main(["bench", "--device", "cpu", "--batch", "2", "--seq", "16", "--modes", "eval", "train",
                  "--iters", "1", "--warmup", "0", "--no-reference", "--no-compile", "--json"])
     assert code == 0
-    rows = json.loads(capsys.readouterr().out)
+    out, err = capsys.readouterr()
+    rows = json.loads(out)
+    # each model says when it is ready, before any timing: a run stopped while compiling shows how far it got
+    ready = [line for line in err.splitlines() if "ready after" in line]
+    assert [line.split(":")[0] for line in ready] == [
+        "eval 2x16 plain eager", "eval 2x16 optopass eager", "train 2x16 plain eager", "train 2x16 optopass eager"]
+    assert err.index(ready[1]) < re.search(r"^eval 2x16 plain eager: \d", err, re.M).start()
     assert {(r["mode"], r["plain_mode"], r["config"]) for r in rows} == {
         ("eval", "eager", "optopass"), ("train", "eager", "optopass")}
     for r in rows:
@@ -19,6 +26,7 @@ def test_cpu_bench_json_rows(capsys):
         assert r["device"] == "cpu" and r["batch"] == 2 and r["seq"] == 16
         assert r["plain_ms"] > 0 and r["optical_ms"] > 0
         assert r["ratio"] == pytest.approx(r["optical_ms"] / r["plain_ms"], rel=1e-2)
+        assert r["ready_s"] >= 0 and r["plain_ready_s"] >= 0  # NaN when not measured
 
 
 def test_sizes_give_rows_per_size(capsys):
