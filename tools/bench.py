@@ -41,6 +41,7 @@ import torch._dynamo
 
 from .bench_glue import DEFAULT_GLUE_MODELS, GLUE_MODELS, GlueRow, format_glue_rows, run_glue_bench
 from .checks import check_values, integer
+from .compiling import compile_model
 from .cli_args import DTYPES, add_model_options, add_output_options, command_scope, print_result
 
 SHAPES = {
@@ -58,7 +59,7 @@ _TORCH_COMPILE_MODE = {"compiled": None, "cudagraphs": "reduce-overhead", "autot
 
 def compiled(model, mode: str):
     """`model` as run in bench mode `mode` (see the module docstring)."""
-    return model if mode == "eager" else torch.compile(model, mode=_TORCH_COMPILE_MODE[mode])
+    return model if mode == "eager" else compile_model(model, mode=_TORCH_COMPILE_MODE[mode])
 
 
 @dataclass

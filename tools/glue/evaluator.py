@@ -210,8 +210,10 @@ def resolve_compile(compile: bool | None, device: torch.device | str) -> bool:
 def compile_for_eval(model: Callable[..., Any], device: torch.device) -> Callable[..., Any]:
     """``model`` under ``torch.compile`` for inference: static shapes (one graph per length
     bucket), replayed as CUDA graphs on a GPU (``mode="reduce-overhead"``)."""
+    from ..compiling import compile_model
+
     mode = "reduce-overhead" if device.type == "cuda" else None
-    return torch.compile(model, mode=mode, dynamic=False)
+    return compile_model(model, mode=mode, dynamic=False)
 
 
 @dataclasses.dataclass(frozen=True)

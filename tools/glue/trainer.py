@@ -73,6 +73,7 @@ from torch import nn
 from transformers import Trainer, TrainingArguments
 
 from optopass.tools.checks import check_values, integer, is_int, number, one_of, option_name
+from optopass.tools.compiling import inductor_patches
 from optopass.tools.errors import ConfigError, DataError
 from optopass.tools.glue.data import load_glue
 from optopass.tools.glue.evaluator import DEFAULT_PAD_TO_MULTIPLE_OF, pad_batch, resolve_compile, tokenize_glue
@@ -333,9 +334,10 @@ def finetune(
         compute_metrics=glue_compute_metrics(task),
         callbacks=[*(callbacks or []), step_timer],
     )
-    train_output = trainer.train(resume_from_checkpoint=resume)
-    model = drop_autocast_wrapper(trainer.accelerator.unwrap_model(trainer.model))
-    metrics = trainer.evaluate(eval_set) if evaluating and final_eval else {}
+    with inductor_patches():  # the Trainer compiles the model inside these calls
+        train_output = trainer.train(resume_from_checkpoint=resume)
+        model = drop_autocast_wrapper(trainer.accelerator.unwrap_model(trainer.model))
+        metrics = trainer.evaluate(eval_set) if evaluating and final_eval else {}
     metrics = {key.removeprefix("eval_"): value for key, value in metrics.items()}
     settings = {
         "task": task, "optical": optical, "learning_rate": learning_rate, "ft_stats": ft_stats if optical else None,
