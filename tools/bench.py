@@ -41,8 +41,8 @@ import torch._dynamo
 
 from .bench_glue import DEFAULT_GLUE_MODELS, GLUE_MODELS, GlueRow, format_glue_rows, run_glue_bench
 from .checks import check_values, integer
-from .compiling import compile_model
 from .cli_args import DTYPES, add_model_options, add_output_options, command_scope, print_result
+from .compiling import compile_model
 
 SHAPES = {
     # name: (hidden, layers, heads, intermediate, vocab)

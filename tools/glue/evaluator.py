@@ -28,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from optopass.tools.checks import check_counts
+from optopass.tools.compiling import compile_model
 from optopass.tools.errors import ConfigError, DataError
 from optopass.tools.glue.data import load_glue
 from optopass.tools.glue.metrics import compute_glue_metrics
@@ -209,9 +210,8 @@ def resolve_compile(compile: bool | None, device: torch.device | str) -> bool:
 
 def compile_for_eval(model: Callable[..., Any], device: torch.device) -> Callable[..., Any]:
     """``model`` under ``torch.compile`` for inference: static shapes (one graph per length
-    bucket), replayed as CUDA graphs on a GPU (``mode="reduce-overhead"``)."""
-    from ..compiling import compile_model
-
+    bucket), replayed as CUDA graphs on a GPU (``mode="reduce-overhead"``), without Inductor's
+    per-call size checks (tools/compiling.py)."""
     mode = "reduce-overhead" if device.type == "cuda" else None
     return compile_model(model, mode=mode, dynamic=False)
 
