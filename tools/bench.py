@@ -312,11 +312,13 @@ def _bench_mode(plain, data, mode, device, torch_dtype, compile_modes, warmup, i
     def attempt(config, run_mode, make, setup=None):
         start = time.perf_counter()
         try:
-            entries.append(_prepare(config, run_mode, make(), data, mode, device, warmup, setup))
-            entries[-1].ready_s = time.perf_counter() - start
-            log(f"{tag} {config} {run_mode}: ready after {entries[-1].ready_s:.1f} s (compiling, warm-up)")
+            entry = _prepare(config, run_mode, make(), data, mode, device, warmup, setup)
         except Exception as err:  # a compiler failure costs this row, not the whole benchmark
             log(f"{tag} {config} {run_mode}: not measured ({type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''})")
+            return
+        entry.ready_s = time.perf_counter() - start
+        entries.append(entry)
+        log(f"{tag} {config} {run_mode}: ready after {entry.ready_s:.1f} s (compiling, warm-up)")
 
     entries: list[_Timed] = []
     for plain_mode in compile_modes:

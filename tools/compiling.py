@@ -11,7 +11,7 @@ the same inputs before the compiled code runs, so the asserts only repeat them.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -32,12 +32,10 @@ def compile_model(model: Callable[..., Any], mode: str | None = None, dynamic: b
     return torch.compile(model, dynamic=dynamic, options=inductor_options(mode, dynamic))
 
 
-@contextlib.contextmanager
-def inductor_patches() -> Iterator[None]:
+def inductor_patches() -> contextlib.AbstractContextManager:
     """``INDUCTOR_PATCHES`` for compiles that start inside code which calls ``torch.compile``
     itself (the HF Trainer's ``torch_compile``): Inductor reads them when it compiles, which for
     a training step's backward is at its first call."""
     import torch._inductor.config as inductor_config
 
-    with inductor_config.patch(INDUCTOR_PATCHES):
-        yield
+    return inductor_config.patch(INDUCTOR_PATCHES)

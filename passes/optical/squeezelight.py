@@ -424,8 +424,8 @@ class SqueezeLightLinearSite(SiteBase):
         return runs_kernel(self.kernel, "kernel", x) and x.dtype == torch.float32
 
     def _ring_readout(self, u: Tensor, rails: Tensor) -> Tensor:
-        """sum_q [T(phi_pos) - T(phi_neg)] for every token: (n, in) -> (n, P k); as torch ops, in
-        token chunks."""
+        """sum_q [T(phi_pos) - T(phi_neg)] for every token: (n, in) -> (n, P k); as the Triton
+        kernels (``uses_kernel``), or as torch ops in token chunks."""
         cols, k, width = rails.shape
         n = u.shape[0]
         u = F.pad(u, (0, cols * k - self.in_features)).reshape(n, cols, k).transpose(0, 1)  # (Q, n, k)
@@ -442,7 +442,8 @@ class SqueezeLightLinearSite(SiteBase):
 
 # ---------------------------------------------------------------------------------------------
 # The ring array as torch ops (kernels/rings.py: the same in Triton kernels).
-# T(phi) = 1 - K / (A - B cos phi) (the closed form of morr_transmission, rearranged), so T(phi_pos) - T(phi_neg) = K (1/den_neg - 1/den_pos). Evaluated in place, and
+# T(phi) = 1 - K / (A - B cos phi) (the closed form of morr_transmission, rearranged), so
+# T(phi_pos) - T(phi_neg) = K (1/den_neg - 1/den_pos). Evaluated in place, and
 # differentiated with the analytic T'(phi) = K B sin(phi) / den^2 (the true gradient, recomputed
 # from the saved operands in the backward, so activations of size Q x n x 2Pk are never stored).
 

@@ -34,9 +34,8 @@ def test_readout_operator_passes_opcheck_on_strided_inputs(noise_floor):
     torch.manual_seed(0)
     y = _transposed(6, 40) * 3
     magnitude = y.abs() + 1.0
-    scalars = [torch.tensor(v, device=DEVICE) for v in (4.0, 11, 0)]
-    scalars[1:] = [s.to(torch.int64) for s in scalars[1:]]
-    photons, base, counter = scalars
+    photons = torch.tensor(4.0, device=DEVICE)
+    base, counter = torch.tensor(11, device=DEVICE), torch.tensor(0, device=DEVICE)  # int64
     torch.library.opcheck(ops.shot_noise_readout, (y, magnitude, photons, noise_floor, base, counter, False))
 
 
