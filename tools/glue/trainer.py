@@ -63,6 +63,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -299,12 +300,13 @@ def finetune(
     )
     use_cpu = use_cpu or not torch.cuda.is_available()  # the Trainer's bf16 check asks for it on CPU
     device = "cpu" if use_cpu else "cuda"
-    compiled = resolve_compile(compile, device)
+    compiled = resolve_training_compile(compile, device, model)
     output_dir = Path(output_dir)
     checkpoint_dir = output_dir / CHECKPOINTS
     resume = _resolve_resume(resume_from_checkpoint, checkpoint_dir)
     if optical:
         _prepare_optical(model, ft_stats)
+    _set_problem_type(model, spec.is_regression)
 
     train_set = glue_split(task, "train", tokenizer, glue_dir=glue_dir, max_seq_length=max_seq_length,
                            max_samples=max_train_samples, shuffle_seed=SUBSET_SEED)
@@ -322,7 +324,7 @@ def finetune(
         use_cpu=use_cpu, torch_compile=compiled, overrides=trainer_overrides,
     )
     step_timer = StepTimer(compiled, device)
-    trainer_cls = OpticalTrainer if optical else Trainer
+    trainer_cls = OpticalTrainer if optical else GlueTrainer
     trainer = trainer_cls(
         model=model,
         args=args,
@@ -361,7 +363,66 @@ def finetune(
     return result
 
 
-class OpticalTrainer(Trainer):
+def resolve_training_compile(compile: bool | None, device: torch.device | str, model: nn.Module) -> bool:
+    """Whether ``finetune`` trains through torch.compile: as ``resolve_compile`` (auto: on a CUDA
+    device), except that auto stays eager for a model whose SqueezeLight sites run the Triton ring
+    kernels on a CUDA device. Compiled, those kernels' gradients disagree with eager on one H200
+    (``test_ring_kernels_compile_as_one_operator``; the forward agrees), so only an explicit
+    ``compile=True`` compiles such a model, with a warning."""
+    compiled = resolve_compile(compile, device)
+    if not compiled or torch.device(device).type != "cuda" or not _ring_kernel_sites(model):
+        return compiled
+    if compile is None:
+        warnings.warn("fine-tuning runs eager: SqueezeLight's ring kernels give wrong gradients compiled on a GPU "
+                      "(compile=True / --compile to compile anyway)", stacklevel=3)
+        return False
+    warnings.warn("compiling SqueezeLight's ring kernels for training: their compiled gradients disagree with "
+                  "eager on a GPU", stacklevel=3)
+    return True
+
+
+def _ring_kernel_sites(model: nn.Module) -> list[str]:
+    """Names of `model`'s SqueezeLight sites that may run the ring kernels (kernel not 'unfused')."""
+    from optopass.passes.optical.squeezelight import SqueezeLightLinearSite
+
+    return [name for name, module in model.named_modules()
+            if isinstance(module, SqueezeLightLinearSite) and module.kernel != "unfused"]
+
+
+def _set_problem_type(model: nn.Module, regression: bool) -> None:
+    """Sets a Hugging Face classifier's ``config.problem_type`` as its first forward would.
+
+    The model's forward sets it when it is None; under torch.compile that write fails the guard
+    on it, and the second step compiles the model again."""
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "problem_type") and config.problem_type is None:
+        config.problem_type = "regression" if regression else "single_label_classification"
+
+
+class GlueTrainer(Trainer):
+    """The HF ``Trainer`` whose compiled model (``torch_compile``) meets every batch shape with
+    one graph.
+
+    Batches come in a few padded lengths (``GlueCollator``) and a shorter last batch. Left to
+    itself, torch.compile traces the first batch's shape as static and, at the first other shape,
+    traces the model again with dynamic sizes: two compiles of the training step (and two of the
+    evaluation) where one serves every shape. On a transformed model one compile of the training
+    step takes minutes on a GPU host (``docs/speed.md``), so the inputs' batch and length
+    dimensions are marked dynamic from the first batch. (``torch.compile(dynamic=True)`` would do
+    the same for every tensor, the optical sites' buffers included, and compiles far slower.)
+    """
+
+    def _prepare_inputs(self, inputs):
+        inputs = super()._prepare_inputs(inputs)
+        if self.args.torch_compile:
+            for value in inputs.values():
+                if isinstance(value, torch.Tensor):
+                    for dim in range(min(value.dim(), 2)):  # (batch, length)
+                        torch._dynamo.maybe_mark_dynamic(value, dim)
+        return inputs
+
+
+class OpticalTrainer(GlueTrainer):
     """The HF ``Trainer`` for an optical model: each checkpoint also holds ``optopass.save``'s
     files, so that ``optopass.load(checkpoint)`` restores it."""
 

@@ -117,3 +117,33 @@ def test_finetune_trains_and_evaluates_under_the_patches(monkeypatch, tiny_bert_
     assert seen[0] == ("train", False) and ("evaluate", False) in seen
     assert not any(size_asserts for _, size_asserts in seen)
     assert torch._inductor.config.size_asserts
+
+
+def test_compiled_finetune_traces_one_graph_for_every_batch_shape(monkeypatch, tiny_bert_dir, tmp_path,
+                                                                  real_glue_dir):
+    """Batches of several padded lengths and a shorter last batch: one compile of the training
+    step (torch.compile's default traces the first shape static and a second, dynamic graph at
+    the first other shape)."""
+    import torch._dynamo.utils as dynamo_utils
+
+    shapes = []
+    real_call = GlueCollator.__call__
+
+    def call(self, rows):
+        batch = real_call(self, rows)
+        shapes.append(tuple(batch["input_ids"].shape))
+        return batch
+
+    monkeypatch.setattr(GlueCollator, "__call__", call)
+    model, tokenizer = pipeline.load_model(str(tiny_bert_dir), "sst2")
+    torch._dynamo.reset()
+    dynamo_utils.counters.clear()
+    try:
+        finetune(model, "sst2", tokenizer, glue_dir=real_glue_dir, output_dir=tmp_path / "ft", max_steps=5,
+                 max_train_samples=36, per_device_train_batch_size=8, max_seq_length=64, pad_to_multiple_of=8,
+                 eval_strategy="no", progress=False, compile=True)
+        graphs = dynamo_utils.counters["stats"]["unique_graphs"]
+    finally:
+        torch._dynamo.reset()
+    assert len({length for _, length in shapes}) >= 2 and len({rows for rows, _ in shapes}) == 2, shapes
+    assert graphs == 1

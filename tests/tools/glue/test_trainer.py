@@ -216,3 +216,22 @@ def test_collator_pads_model_inputs_and_types_labels(tokenizer):
     assert batch["labels"].dtype == torch.float32 and batch["labels"].tolist() == [1.5, 4.0]
     labels = GlueCollator(tokenizer, ("input_ids",), regression=False)([dict(tokenizer("a"), label=1)])["labels"]
     assert labels.dtype == torch.long
+
+
+def test_training_compiles_by_default_on_a_gpu_except_squeezelight_ring_kernels():
+    from torch import nn
+
+    from optopass.passes.optical.squeezelight import SqueezeLightLinearSite, SqueezeLightParams
+    from optopass.tools.glue.trainer import resolve_training_compile
+
+    plain = nn.Sequential(nn.Linear(4, 4))
+    rings = nn.Sequential(SqueezeLightLinearSite(SqueezeLightParams(), "layer.fc", 4, 4))
+    assert resolve_training_compile(None, "cuda", plain) is True
+    assert resolve_training_compile(None, "cpu", rings) is False
+    assert resolve_training_compile(True, "cpu", rings) is True  # Inductor's CPU code agrees with eager
+    with pytest.warns(UserWarning, match="ring kernels give wrong gradients compiled on a GPU"):
+        assert resolve_training_compile(None, "cuda", rings) is False
+    with pytest.warns(UserWarning, match="compiled gradients disagree"):
+        assert resolve_training_compile(True, "cuda", rings) is True
+    rings[0].kernel = "unfused"  # the torch ops
+    assert resolve_training_compile(None, "cuda", rings) is True
