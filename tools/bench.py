@@ -35,6 +35,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 import torch._dynamo
@@ -260,7 +261,7 @@ def reference_model(plain):
 def run_bench(device: str | None = None, shape: str | None = None, batch: int | None = None, seq: int = 128,
               dtype: str | None = None, modes=("eval", "train"), compile_modes=None, warmup: int | None = None, iters: int | None = None,
               with_reference: bool = True, cfg=None, log=None, sizes=None,
-              attention_kernels=("auto",), optical_modes=None, timings=None) -> list[Row]:
+              attention_kernels=("auto",), optical_modes=None, timings=None, profile_dir=None) -> list[Row]:
     """Time plain vs optical models; see the module docstring. Returns one Row per measurement.
 
     `warmup` and `iters` default to 5 and 20 on a GPU, 2 and 10 on a CPU (a CPU run then takes
@@ -273,6 +274,8 @@ def run_bench(device: str | None = None, shape: str | None = None, batch: int | 
     same, but only ``cudagraphs`` when a GPU run times that mode).
     `timings`: ``interleaved`` and/or ``sequential`` (see the module docstring); both time the
     same compiled models, one after the other. Default: see ``default_timings``.
+    `profile_dir`: a folder (created) that gets one ``torch.profiler`` table per timed model and
+    mode after its rows (``write_profile``).
     """
     log = log or (lambda line: None)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -298,12 +301,12 @@ def run_bench(device: str | None = None, shape: str | None = None, batch: int | 
         data = make_batch(plain, batch, seq, device)
         for mode in modes:
             rows += _bench_mode(plain, data, mode, device, torch_dtype, compile_modes, warmup, iters,
-                                with_reference, cfg, log, attention_kernels, optical_modes, timings)
+                                with_reference, cfg, log, attention_kernels, optical_modes, timings, profile_dir)
     return rows
 
 
 def _bench_mode(plain, data, mode, device, torch_dtype, compile_modes, warmup, iters, with_reference, cfg, log,
-                attention_kernels=("auto",), optical_modes=None, timings=("interleaved",)):
+                attention_kernels=("auto",), optical_modes=None, timings=("interleaved",), profile_dir=None):
     from ..passes.optical.optical_transformer import OTAttention
 
     batch, seq = data["input_ids"].shape
@@ -347,7 +350,42 @@ def _bench_mode(plain, data, mode, device, torch_dtype, compile_modes, warmup, i
             entry.samples.clear()
         (_time_sequential if timing == "sequential" else _time_interleaved)(entries, device, iters)
         rows += _rows(entries, mode, device, torch_dtype, batch, seq, timing, f"{tag} {timing}" if len(timings) > 1 else tag, log)
+    if profile_dir is not None:
+        for entry in entries:
+            name = f"{mode}_{batch}x{seq}_{entry.config}_{entry.run_mode}".replace("/", "-")
+            path = write_profile(entry.step, device, Path(profile_dir) / f"{name}.txt",
+                                 f"{tag} {entry.config} {entry.run_mode}, {str(torch_dtype).replace('torch.', '')}")
+            log(f"{tag} {entry.config} {entry.run_mode}: profile in {path}")
     return rows
+
+
+PROFILE_CALLS = 3
+PROFILE_ROWS = 40
+
+
+def write_profile(step: Callable[[], object], device: str, path: Path, title: str, calls: int = PROFILE_CALLS) -> Path:
+    """Runs `step` `calls` times under ``torch.profiler`` (memory included) and writes two tables
+    to `path`: the ops and kernels by their own time on the device (the CPU's time on a CPU),
+    then by the memory they allocate themselves, each op's total over the calls."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from .io import write_file_atomically
+
+    on_gpu = device.startswith("cuda")
+    activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if on_gpu else [])]
+    _sync(device)
+    with profile(activities=activities, profile_memory=True) as prof:
+        for _ in range(calls):
+            step()
+        _sync(device)
+    where = "device" if on_gpu else "cpu"
+    averages = prof.key_averages()
+    text = (f"# optopass bench profile: {title}, {device}, {calls} calls (totals over the calls)\n\n"
+            f"## by self {where} time\n\n{averages.table(sort_by=f'self_{where}_time_total', row_limit=PROFILE_ROWS)}\n"
+            f"## by self {where} memory allocated\n\n"
+            f"{averages.table(sort_by=f'self_{where}_memory_usage', row_limit=PROFILE_ROWS)}\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_file_atomically(path, lambda tmp: tmp.write_text(text))
 
 
 def _rows(entries, mode, device, torch_dtype, batch, seq, timing, tag, log) -> list[Row]:
@@ -418,6 +456,10 @@ def add_subcommand(sub) -> None:
     p.add_argument("--timing", nargs="+", choices=TIMINGS, default=None,
                    help="interleaved rounds (robust to a drifting machine) and/or each model's calls in a row "
                         "(default: both on a GPU, interleaved on a CPU)")
+    p.add_argument("--profile", default=None, metavar="DIR",
+                   help="after the rows, write a torch.profiler table of each timed model's eval or training step "
+                        f"({PROFILE_CALLS} calls: ops and kernels by their own device time and by the memory they "
+                        "allocate) to DIR/<mode>_<BxL>_<model>_<mode>.txt")
     glue = p.add_argument_group("glue (--modes glue)")
     glue.add_argument("--glue-models", nargs="+", choices=GLUE_MODELS, default=list(DEFAULT_GLUE_MODELS),
                       help="the bundled MiniLM and/or RoBERTa shapes with random weights (default: minilm roberta-base)")
@@ -456,6 +498,10 @@ def _run(args) -> int:
             if len(parts) != 2 or not all(p.isdigit() and int(p) >= 1 for p in parts):
                 raise ConfigError(f"--sizes: {text!r} is not BATCHxSEQ with both >= 1 (e.g. 32x128)")
             sizes.append((int(parts[0]), int(parts[1])))
+    if args.profile is not None:
+        from .io import check_output_folder
+
+        args.profile = check_output_folder(args.profile, "--profile")
     with command_scope(args):
         rows = _bench_from_args(args, sizes) if set(args.modes) - {"glue"} else []
         glue_rows = _glue_bench_from_args(args) if "glue" in args.modes else []
@@ -485,5 +531,5 @@ def _bench_from_args(args, sizes) -> list[Row]:
                      compile_modes=["eager"] if args.no_compile else (["eager", "compiled"] if args.compile else args.compile_modes), warmup=args.warmup, iters=args.iters,
                      with_reference=not args.no_reference, cfg=args.cfg, sizes=sizes,
                      attention_kernels=tuple(args.attention_kernels), optical_modes=args.optical_modes,
-                     timings=tuple(dict.fromkeys(args.timing)) if args.timing else None,
+                     timings=tuple(dict.fromkeys(args.timing)) if args.timing else None, profile_dir=args.profile,
                      log=lambda line: print(line, file=sys.stderr, flush=True))

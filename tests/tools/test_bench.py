@@ -159,3 +159,26 @@ def test_keep_attention_rows_keep_more_for_the_backward(capsys):
     assert set(rows) == {"optopass/unfused-attn", "optopass/keep-attn"}
     assert rows["optopass/unfused-attn"]["saved_mb"] < rows["optopass/keep-attn"]["saved_mb"]
     assert rows["optopass/unfused-attn"]["plain_saved_mb"] == rows["optopass/keep-attn"]["plain_saved_mb"] > 0
+
+
+def test_profile_writes_a_table_per_timed_model(capsys, tmp_path):
+    code = main(["bench", "--device", "cpu", "--batch", "2", "--seq", "8", "--modes", "eval", "train", "--iters", "1",
+                 "--warmup", "0", "--no-reference", "--no-compile", "--attention-kernels", "auto", "unfused",
+                 "--profile", str(tmp_path / "prof"), "--json"])
+    assert code == 0
+    files = sorted(p.name for p in (tmp_path / "prof").iterdir())
+    assert files == sorted(f"{mode}_2x8_{model}_eager.txt" for mode in ("eval", "train")
+                           for model in ("plain", "optopass", "optopass-unfused-attn"))
+    plain = (tmp_path / "prof" / "train_2x8_plain_eager.txt").read_text()
+    optical = (tmp_path / "prof" / "eval_2x8_optopass_eager.txt").read_text()
+    assert plain.startswith("# optopass bench profile: train 2x8 plain eager, float32, cpu, 3 calls")
+    assert "## by self cpu time" in plain and "## by self cpu memory allocated" in plain
+    assert "aten::mm" in plain or "aten::addmm" in plain
+    assert "optopass::" in optical  # the optical sites' own operators show up by name
+    assert "profile in" in capsys.readouterr().err
+
+
+def test_profile_into_a_file_exits_2(capsys, tmp_path):
+    (tmp_path / "taken").write_text("x")
+    assert main(["bench", "--device", "cpu", "--profile", str(tmp_path / "taken"), "--no-compile"]) == EXIT_USER_ERROR
+    assert "--profile:" in capsys.readouterr().err
