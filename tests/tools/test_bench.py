@@ -163,12 +163,10 @@ def test_keep_attention_rows_keep_more_for_the_backward(capsys):
 
 def test_profile_writes_a_table_per_timed_model(capsys, tmp_path):
     code = main(["bench", "--device", "cpu", "--batch", "2", "--seq", "8", "--modes", "eval", "train", "--iters", "1",
-                 "--warmup", "0", "--no-reference", "--no-compile", "--attention-kernels", "auto", "unfused",
-                 "--profile", str(tmp_path / "prof"), "--json"])
+                 "--warmup", "0", "--no-reference", "--no-compile", "--profile", str(tmp_path / "prof"), "--json"])
     assert code == 0
     files = sorted(p.name for p in (tmp_path / "prof").iterdir())
-    assert files == sorted(f"{mode}_2x8_{model}_eager.txt" for mode in ("eval", "train")
-                           for model in ("plain", "optopass", "optopass-unfused-attn"))
+    assert files == sorted(f"{mode}_2x8_{model}_eager.txt" for mode in ("eval", "train") for model in ("plain", "optopass"))
     plain = (tmp_path / "prof" / "train_2x8_plain_eager.txt").read_text()
     optical = (tmp_path / "prof" / "eval_2x8_optopass_eager.txt").read_text()
     assert plain.startswith("# optopass bench profile: train 2x8 plain eager, float32, cpu, 3 calls")

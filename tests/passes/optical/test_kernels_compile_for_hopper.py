@@ -35,7 +35,7 @@ for y_type in ("*fp32", "*bf16"):
         for floor in (False, True):
             build(readout._readout_kernel,
                   {"Y": y_type, "M": y_type, "S": "*fp32", "Base": "*i64", "Counter": "*i64", "Out": "*fp32",
-                   "N": i32, "floor": f32},
+                   "N": i32, "N_BUCKET": i32, "floor": f32},
                   {"HAS_FLOOR": floor, "OFFSET": offset, "BLOCK": readout.BLOCK})
 common = {"N": i32, "W": i32, "s_uq": i32, "s_uj": i32, "s_rq": i32, "s_rj": i32, "phi0": f32, "gamma": f32,
           "A": f32, "B": f32}

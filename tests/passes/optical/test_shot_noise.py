@@ -314,6 +314,36 @@ def test_readout_kernel_draws_what_the_torch_ops_draw(photons_per_unit, detector
     torch.testing.assert_close(got.reshape(-1), want, rtol=1e-5, atol=1e-5 / photons_per_unit)
 
 
+@pytest.mark.parametrize("block,num_warps", [(256, 4), (128, 2), (512, 8)])
+def test_readout_kernel_outputs_do_not_depend_on_its_tiling(block, num_warps):
+    """The tilings the GPU's autotuner chooses among give the same outputs: each output's draws
+    are keyed by its flat index, and a block's inversion branch only skips unneeded work."""
+    from optopass.passes.optical.kernels.readout import BLOCK, shot_noise_readout
+
+    gen = torch.Generator().manual_seed(3)
+    n = 3000  # three blocks of 1024 (the last one partial); means on both sides of the threshold
+    y = torch.randn(n, generator=gen) * 3
+    magnitude = y.abs() + torch.rand(n, generator=gen) * torch.linspace(0.1, 50.0, n)
+    args = (y, magnitude, torch.tensor(2.0), 0.5, torch.tensor(7), torch.tensor(1))
+    fixed = shot_noise_readout(*args, block=BLOCK)
+    tiled = shot_noise_readout(*args, block=block, num_warps=num_warps)
+    assert torch.equal(fixed, tiled)
+    assert torch.equal(fixed, shot_noise_readout(*args))  # the CPU's launch: the fixed tiling
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the tuned launch runs on CUDA only")
+def test_tuned_readout_launch_matches_a_fixed_tiling():
+    from optopass.passes.optical.kernels.readout import shot_noise_readout
+
+    gen = torch.Generator().manual_seed(4)
+    y = (torch.randn(64, 1000, generator=gen) * 3).cuda()
+    magnitude = y.abs() + torch.rand(64, 1000, generator=gen).cuda() * 20
+    args = (y, magnitude, torch.tensor(3.0, device="cuda"), None, torch.tensor(7, device="cuda"),
+            torch.tensor(1, device="cuda"))
+    torch.testing.assert_close(shot_noise_readout(*args), shot_noise_readout(*args, block=1024, num_warps=4),
+                               rtol=0, atol=0)
+
+
 def test_sites_take_the_readout_kernel_on_request_and_give_the_same_output():
     x, w = _xw()
     fused, plain = _linear_site(q_photons_per_mac=0.8), _linear_site(q_photons_per_mac=0.8)
