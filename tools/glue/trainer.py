@@ -408,8 +408,9 @@ class GlueTrainer(Trainer):
     traces the model again with dynamic sizes: two compiles of the training step (and two of the
     evaluation) where one serves every shape. On a transformed model one compile of the training
     step takes minutes on a GPU host (``docs/speed.md``), so the inputs' batch and length
-    dimensions are marked dynamic from the first batch. (``torch.compile(dynamic=True)`` would do
-    the same for every tensor, the optical sites' buffers included, and compiles far slower.)
+    dimensions are marked dynamic from the first batch. (``torch.compile(dynamic=True)`` makes
+    every tensor dynamic, the optical sites' buffers included, and compiled slower in a trial on
+    the CPU.)
     """
 
     def _prepare_inputs(self, inputs):
