@@ -370,7 +370,7 @@ def resolve_training_compile(compile: bool | None, device: torch.device | str, m
     (``test_ring_kernels_compile_as_one_operator``; the forward agrees), so only an explicit
     ``compile=True`` compiles such a model, with a warning."""
     compiled = resolve_compile(compile, device)
-    if not compiled or torch.device(device).type != "cuda" or not _ring_kernel_sites(model):
+    if not compiled or torch.device(device).type != "cuda" or not _runs_ring_kernels(model):
         return compiled
     if compile is None:
         warnings.warn("fine-tuning runs eager: SqueezeLight's ring kernels give wrong gradients compiled on a GPU "
@@ -381,12 +381,13 @@ def resolve_training_compile(compile: bool | None, device: torch.device | str, m
     return True
 
 
-def _ring_kernel_sites(model: nn.Module) -> list[str]:
-    """Names of `model`'s SqueezeLight sites that may run the ring kernels (kernel not 'unfused')."""
+def _runs_ring_kernels(model: nn.Module) -> bool:
+    """Whether a SqueezeLight site of `model` may run the ring kernels (its kernel not 'unfused')."""
+    from optopass.passes.optical.sites import optical_sites
     from optopass.passes.optical.squeezelight import SqueezeLightLinearSite
 
-    return [name for name, module in model.named_modules()
-            if isinstance(module, SqueezeLightLinearSite) and module.kernel != "unfused"]
+    return any(isinstance(site, SqueezeLightLinearSite) and site.kernel != "unfused"
+               for _, site in optical_sites(model))
 
 
 def _set_problem_type(model: nn.Module, regression: bool) -> None:
