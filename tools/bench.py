@@ -10,7 +10,8 @@ default) and/or with ``--timing sequential``, each model's calls in a row as a u
 them (code and data stay warm in the CPU's caches; on some GPU machines interleaving slowed the
 launch-bound plain modes by up to 1.8x); a GPU run does both by default; the median;
 CUDA events around each call on the GPU, perf_counter on the CPU. Peak memory (GPU): one step
-after warm-up. Saved for backward (train, any device): the MiB of activations that one step keeps
+after warm-up, counting the model's own memory only (``own_peak_mib``: its weights, and what
+its warm-up and step allocated, not the rows prepared before it). Saved for backward (train, any device): the MiB of activations that one step keeps
 for its backward, the part of training memory that the model's code decides.
 
 Modes (``--compile-modes``; ``--optical-modes`` narrows the optical rows, each of which costs
@@ -178,6 +179,24 @@ def saved_for_backward_mb(step: Callable[[], object]) -> float:
     return sum(sizes.values()) / 2**20
 
 
+def resident_bytes(module: torch.nn.Module) -> int:
+    """Bytes of the distinct storages of `module`'s parameters and buffers."""
+    storages = {}
+    for t in (*module.parameters(), *module.buffers()):
+        storages[(t.device, t.untyped_storage().data_ptr())] = t.untyped_storage().nbytes()
+    return sum(storages.values())
+
+
+def own_peak_mib(max_allocated: int, baseline: int, model: torch.nn.Module) -> float:
+    """MiB at the peak of one model's step counting only that model's memory: the allocator's
+    peak `max_allocated`, less `baseline`, what was allocated before the model's warm-up began
+    (the rows prepared before it: their optimizer state, CUDA-graph pools, frozen constants),
+    plus the model's own parameters and buffers (allocated before it, often shared with the
+    plain model, but needed by it). Without this, a row's peak counted the plain rows' memory
+    too: the plain training row's AdamW state alone is twice the weights."""
+    return (max_allocated - baseline + resident_bytes(model)) / 2**20
+
+
 def _prepare(config: str, run_mode: str, model, batch, mode: str, device: str, warmup: int,
              setup: Callable[[], None] | None = None) -> _Timed:
     """Warm `model`'s step up (compiling it: eval graphs with Inductor's freezing) and take the
@@ -185,6 +204,8 @@ def _prepare(config: str, run_mode: str, model, batch, mode: str, device: str, w
     model that must hold for this row's calls, interleaved with other rows' calls)."""
     import torch._inductor.config as inductor_config
 
+    on_gpu = device.startswith("cuda")
+    baseline = torch.cuda.memory_allocated() if on_gpu else 0
     model.train(mode == "train")
     step = (_train_step if mode == "train" else _eval_step)(model, batch)
     if setup is not None:
@@ -199,12 +220,12 @@ def _prepare(config: str, run_mode: str, model, batch, mode: str, device: str, w
             step()
     _sync(device)
     peak = float("nan")
-    if device.startswith("cuda"):
+    if on_gpu:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
         step()
         torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated() / 2**20
+        peak = own_peak_mib(torch.cuda.max_memory_allocated(), baseline, model)
     saved = saved_for_backward_mb(step) if mode == "train" else float("nan")
     return _Timed(config, run_mode, step, peak, saved)
 

@@ -4,6 +4,7 @@ import json
 import re
 
 import pytest
+import torch
 
 from optopass.tools.cli import EXIT_USER_ERROR, main
 
@@ -180,3 +181,58 @@ def test_profile_into_a_file_exits_2(capsys, tmp_path):
     (tmp_path / "taken").write_text("x")
     assert main(["bench", "--device", "cpu", "--profile", str(tmp_path / "taken"), "--no-compile"]) == EXIT_USER_ERROR
     assert "--profile:" in capsys.readouterr().err
+
+
+class _FakeAllocator:
+    """torch.cuda's memory counters for models that 'allocate' by calling ``alloc``/``free``."""
+
+    def __init__(self, allocated: int):
+        self.allocated = self.peak = allocated
+
+    def alloc(self, n: int):
+        self.allocated += n
+        self.peak = max(self.peak, self.allocated)
+
+    def free(self, n: int):
+        self.allocated -= n
+
+    def install(self, monkeypatch):
+        for name, fn in {"memory_allocated": lambda: self.allocated, "max_memory_allocated": lambda: self.peak,
+                         "reset_peak_memory_stats": lambda: setattr(self, "peak", self.allocated),
+                         "empty_cache": lambda: None, "synchronize": lambda: None}.items():
+            monkeypatch.setattr(torch.cuda, name, fn)
+
+
+class _StatefulModel(torch.nn.Module):
+    """Keeps `state` bytes from its first call on (an optimizer's state, a graph pool) and
+    needs `transient` more during each call."""
+
+    def __init__(self, allocator, state: int, transient: int):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(256))  # 1 KiB
+        self.allocator, self.state, self.transient, self.called = allocator, state, transient, False
+
+    def forward(self, **inputs):
+        if not self.called:
+            self.allocator.alloc(self.state)
+            self.called = True
+        self.allocator.alloc(self.transient)
+        self.allocator.free(self.transient)
+
+
+def test_a_rows_peak_memory_leaves_out_what_the_rows_before_it_keep(monkeypatch):
+    from optopass.tools.bench import _prepare
+
+    mib = 2**20
+    allocator = _FakeAllocator(allocated=1024)  # the shared weight, allocated at build time
+    allocator.install(monkeypatch)
+    batch = {"input_ids": torch.zeros(1, 1)}
+    first = _StatefulModel(allocator, state=500 * mib, transient=100 * mib)
+    second = _StatefulModel(allocator, state=20 * mib, transient=200 * mib)
+    second.weight = first.weight  # shared, as the optical model shares the plain one's
+    peaks = [_prepare(name, "eager", model, batch, "eval", "cuda", warmup=2).peak
+             for name, model in (("plain", first), ("optopass", second))]
+    weight = 1024 / mib
+    assert peaks[0] == pytest.approx(weight + 600)
+    assert peaks[1] == pytest.approx(weight + 220)  # the first model's 500 MiB stay allocated
+    assert allocator.peak / mib == pytest.approx(weight + 720)
