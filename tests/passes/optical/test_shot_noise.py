@@ -367,6 +367,40 @@ def test_sites_take_the_readout_kernel_on_request_and_give_the_same_output():
         fused(xd, wd)
 
 
+
+def _traced_graph(fn, *args) -> str:
+    """The code of the graph torch.compile traces for `fn` (run as traced, not compiled)."""
+    codes = []
+
+    def backend(gm, example_inputs):
+        codes.append(gm.code)
+        return gm.forward
+
+    torch._dynamo.reset()
+    try:
+        torch.compile(fn, backend=backend, fullgraph=True)(*args)
+    finally:
+        torch._dynamo.reset()
+    return "\n".join(codes)
+
+
+def test_a_compiled_site_keeps_the_readout_operator_and_an_exported_one_the_torch_ops(monkeypatch):
+    """torch.compile before torch 2.14 traces ``torch.compiler.is_exporting()`` as True (emulated
+    here): a site that asked it whether to take its kernel compiled the Poisson inversion into
+    the graph instead of the read-out operator. Only torch.export gets the torch ops."""
+    x, w = _xw()
+    site = _linear_site(q_photons_per_mac=0.8)
+    site.readout_kernel = "fused"
+    site.to(KERNEL_DEVICE)
+    # True while dynamo traces, as before torch 2.14 (eager code, torch.compile's own check, False)
+    monkeypatch.setattr(torch.compiler, "is_exporting", lambda: torch.compiler.is_compiling())
+    code = _traced_graph(site, x.to(KERNEL_DEVICE), w.to(KERNEL_DEVICE))
+    assert "shot_noise_readout" in code and "poisson_inversion" not in code
+    monkeypatch.undo()
+    exported = str(torch.export.export(site.cpu(), (x, w)).graph)
+    assert "shot_noise_readout" not in exported and "poisson_inversion" in exported
+
+
 # ------------------------------------------------------------------------------------------------
 # Offset encoding (q_signed_encoding: offset): one detector, operands shifted to be non-negative
 

@@ -412,7 +412,7 @@ def test_ring_kernel_choice(monkeypatch):
     assert not site.uses_kernel(x)  # auto: a GPU only
     site.kernel = "fused"
     assert site.uses_kernel(x) and not site.uses_kernel(x.double())  # float32 only
-    monkeypatch.setattr(torch.compiler, "is_exporting", lambda: True)
+    monkeypatch.setattr(torch.compiler, "_is_exporting_flag", True)
     assert not site.uses_kernel(x)  # an exported graph holds torch ops only
     monkeypatch.undo()
     site.kernel = "triton"
@@ -441,3 +441,28 @@ def test_ring_kernels_compile_as_one_operator():
         torch._dynamo.reset()
     torch.testing.assert_close(got, eager, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(g_got, g_eager, rtol=1e-4, atol=1e-4)
+
+
+def test_a_compiled_ring_site_keeps_the_kernel_operator_where_dynamo_folds_is_exporting(monkeypatch):
+    """torch.compile before torch 2.14 traces ``torch.compiler.is_exporting()`` as True (emulated:
+    True only while dynamo traces); the site's kernel choice reads the export flag itself, so
+    the compiled graph still holds the ring operator, not the torch ops."""
+    site = make_site(12, 16)
+    site.x_range.copy_(torch.tensor([-2.0, 2.0]))
+    site.stats_mode, site.kernel = "frozen", "fused"
+    site.to(KERNEL_DEVICE)
+    w = torch.randn(12, 16, device=KERNEL_DEVICE)
+    x = torch.randn(2, 9, 16, device=KERNEL_DEVICE)
+    monkeypatch.setattr(torch.compiler, "is_exporting", lambda: torch.compiler.is_compiling())
+    codes = []
+
+    def backend(gm, example_inputs):
+        codes.append(gm.code)
+        return gm.forward
+
+    torch._dynamo.reset()
+    try:
+        torch.compile(lambda x, w: site(x, w, None), backend=backend, fullgraph=True)(x, w)
+    finally:
+        torch._dynamo.reset()
+    assert "squeezelight_rings" in "".join(codes)
