@@ -365,28 +365,31 @@ def finetune(
 
 def resolve_training_compile(compile: bool | None, device: torch.device | str, model: nn.Module) -> bool:
     """Whether ``finetune`` trains through torch.compile: as ``resolve_compile`` (auto: on a CUDA
-    device), except that auto stays eager for a model whose SqueezeLight sites run the Triton ring
-    kernels on a CUDA device. Compiled, those kernels' gradients disagree with eager on one H200
-    (``test_ring_kernels_compile_as_one_operator``; the forward agrees), so only an explicit
+    device), except that auto stays eager for a model whose SqueezeLight sites are set to compute
+    the ring array as torch ops (``kernel = "unfused"``) on a CUDA device. Compiled on one H200
+    (torch 2.11), that path's gradients disagreed with eager in every element
+    (``test_ring_kernels_compile_as_one_operator``, before the sites took their kernels under
+    torch.compile); the ring kernels, one operator in the graph, agree. Only an explicit
     ``compile=True`` compiles such a model, with a warning."""
     compiled = resolve_compile(compile, device)
-    if not compiled or torch.device(device).type != "cuda" or not _runs_ring_kernels(model):
+    if not compiled or torch.device(device).type != "cuda" or not _rings_as_torch_ops(model):
         return compiled
     if compile is None:
-        warnings.warn("fine-tuning runs eager: SqueezeLight's ring kernels give wrong gradients compiled on a GPU "
-                      "(compile=True / --compile to compile anyway)", stacklevel=3)
+        warnings.warn("fine-tuning runs eager: SqueezeLight's ring array as torch ops (kernel 'unfused') gave wrong "
+                      "gradients compiled on a GPU (compile=True / --compile to compile anyway; kernel 'auto' "
+                      "compiles)", stacklevel=3)
         return False
-    warnings.warn("compiling SqueezeLight's ring kernels for training: their compiled gradients disagree with "
-                  "eager on a GPU", stacklevel=3)
+    warnings.warn("compiling SqueezeLight's ring array as torch ops (kernel 'unfused') for training: its compiled "
+                  "gradients disagreed with eager on a GPU", stacklevel=3)
     return True
 
 
-def _runs_ring_kernels(model: nn.Module) -> bool:
-    """Whether a SqueezeLight site of `model` may run the ring kernels (its kernel not 'unfused')."""
+def _rings_as_torch_ops(model: nn.Module) -> bool:
+    """Whether a SqueezeLight site of `model` computes its ring array as torch ops (kernel 'unfused')."""
     from optopass.passes.optical.sites import optical_sites
     from optopass.passes.optical.squeezelight import SqueezeLightLinearSite
 
-    return any(isinstance(site, SqueezeLightLinearSite) and site.kernel != "unfused"
+    return any(isinstance(site, SqueezeLightLinearSite) and site.kernel == "unfused"
                for _, site in optical_sites(model))
 
 
