@@ -130,10 +130,27 @@ def test_glue_mode_on_cpu_gives_eval_and_train_rows_with_a_ratio(capsys):
 
 @pytest.mark.parametrize("argv,message", [(["--glue-steps", "0"], "--glue-steps: must be an integer >= 1"),
                                           (["--max-eval-samples", "0"], "--max-eval-samples: must be an integer >= 1"),
+                                          (["--glue-eval-passes", "0"], "--glue-eval-passes: must be an integer >= 1"),
                                           (["--task", "nope"], "nope")])
 def test_glue_mode_bad_options_exit_2(capsys, argv, message):
     assert main(["bench", "--modes", "glue", "--device", "cpu", *argv]) == EXIT_USER_ERROR
     assert message in capsys.readouterr().err
+
+
+def test_glue_eval_row_takes_the_median_pass_and_the_first_pass_compile(monkeypatch):
+    from optopass.tools import bench_glue
+    from optopass.tools.glue import evaluator
+
+    passes = iter([{"compile_seconds": 40.0, "samples_per_second": 900.0, "n_examples": 872},
+                   {"compile_seconds": 0.1, "samples_per_second": 1200.0, "n_examples": 872},
+                   {"compile_seconds": 0.1, "samples_per_second": 1000.0, "n_examples": 872},
+                   {"compile_seconds": 0.1, "samples_per_second": None, "n_examples": 872}])
+    calls = []
+    monkeypatch.setattr(evaluator, "evaluate_glue", lambda model, *a, **k: calls.append(model) or next(passes))
+    setup = bench_glue._Setup("cpu", "fp32", "sst2", None, None, 2, 4, 32, print, eval_passes=4)
+    speed, samples = bench_glue._eval("model", None, True, setup)
+    assert calls == ["model"] * 4 and samples == 872
+    assert speed == {"compile_seconds": 40.0, "samples_per_second": 1000.0}  # median of 900, 1200, 1000
 
 
 def test_saved_for_backward_counts_the_distinct_storages_autograd_keeps():
