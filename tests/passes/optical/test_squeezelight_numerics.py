@@ -21,6 +21,7 @@ from optopass.passes.optical.squeezelight import (
     project_block_circulant,
 )
 from optopass.tools.errors import ConfigError
+from tests.conftest import traced_graph_code
 
 
 def paper_transmission(phi: float, a: float, r: float) -> float:
@@ -454,15 +455,4 @@ def test_a_compiled_ring_site_keeps_the_kernel_operator_where_dynamo_folds_is_ex
     w = torch.randn(12, 16, device=KERNEL_DEVICE)
     x = torch.randn(2, 9, 16, device=KERNEL_DEVICE)
     monkeypatch.setattr(torch.compiler, "is_exporting", lambda: torch.compiler.is_compiling())
-    codes = []
-
-    def backend(gm, example_inputs):
-        codes.append(gm.code)
-        return gm.forward
-
-    torch._dynamo.reset()
-    try:
-        torch.compile(lambda x, w: site(x, w, None), backend=backend, fullgraph=True)(x, w)
-    finally:
-        torch._dynamo.reset()
-    assert "squeezelight_rings" in "".join(codes)
+    assert "squeezelight_rings" in traced_graph_code(lambda x, w: site(x, w, None), x, w)
