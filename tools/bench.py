@@ -166,15 +166,17 @@ class _Timed:
 def saved_for_backward_mb(step: Callable[[], object]) -> float:
     """MiB of the distinct storages that autograd keeps for the backward during one call of
     `step` (a training step: forward and backward), compiled graphs included (their saved
-    activations pass through the same hooks)."""
+    activations pass through the same hooks). Counted as the backward takes them back: a
+    tensor saved for a graph that the forward then drops (an intermediate that needs no
+    gradient) is not kept, and its memory, freed, may come back at another's address."""
     sizes: dict[tuple, int] = {}
 
-    def pack(t):
+    def unpack(t):
         storage = t.untyped_storage()
         sizes[(t.device, storage.data_ptr())] = storage.nbytes()
         return t
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: t, unpack):
         step()
     return sum(sizes.values()) / 2**20
 

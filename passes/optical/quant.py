@@ -469,7 +469,10 @@ class EagerFused:
 
     def __call__(self, x: Tensor, *args) -> Tensor:
         if not self.active(x):
-            return self.fn(x, *args)
+            if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+                return self.fn(x, *args)  # traced: the graph around decides what is kept
+            with torch.no_grad():  # eager: the result feeds ste, so no graph (and nothing saved) for it
+                return self.fn(x, *args)
         # detached, and not a view: no recompiles for requires_grad or for the base's layout
         view = (x.reshape(-1) if self.flat else x.reshape(-1, x.shape[-1])).detach()
         n = self.shaped_args
@@ -481,7 +484,8 @@ class EagerFused:
             with torch.no_grad():
                 return self.compiled(view, *shaped, *args[n:]).view(x.shape)
         except Exception as err:
-            out = self.fn(x, *args)  # raises where the inputs are at fault: fusion stays on then
+            with torch.no_grad():
+                out = self.fn(x, *args)  # raises where the inputs are at fault: fusion stays on then
             self.failed = True  # the plain ops run, so the compiler cannot run here
             warnings.warn(f"optopass: eager elementwise fusion disabled ({type(err).__name__}: "
                           f"{str(err).splitlines()[0][:200] if str(err) else ''}); running the plain ops", stacklevel=2)

@@ -166,6 +166,12 @@ def test_saved_for_backward_counts_the_distinct_storages_autograd_keeps():
     assert saved_for_backward_mb(lambda: (x * w + x * x.detach().exp().requires_grad_()).sum().backward()) == \
         12000 / 2**20
 
+    def dropped_graph():
+        (x.exp() * 2).detach()  # exp keeps its 4000-byte result for a graph dropped at once
+        (x * w).sum().backward()
+
+    assert saved_for_backward_mb(dropped_graph) == 8000 / 2**20
+
 
 def test_keep_attention_rows_keep_more_for_the_backward(capsys):
     """--attention-kernels unfused keep: the composed attention recomputing its core in the
