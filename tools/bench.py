@@ -11,8 +11,9 @@ them (code and data stay warm in the CPU's caches; on some GPU machines interlea
 launch-bound plain modes by up to 1.8x); a GPU run does both by default; the median;
 CUDA events around each call on the GPU, perf_counter on the CPU. Peak memory (GPU): one step
 after warm-up, counting the model's own memory only (``own_peak_mib``: its weights, and what
-its warm-up and step allocated, not the rows prepared before it). Saved for backward (train, any device): the MiB of activations that one step keeps
-for its backward, the part of training memory that the model's code decides.
+its warm-up and step allocated, not the rows prepared before it). Saved for backward (train, any
+device): the MiB of activations that one step keeps for its backward, the part of training memory
+that the model's code decides.
 
 Modes (``--compile-modes``; ``--optical-modes`` narrows the optical rows, each of which costs
 minutes of compiling): ``eager``; ``compiled``, ``torch.compile``
@@ -172,8 +173,7 @@ def saved_for_backward_mb(step: Callable[[], object]) -> float:
     sizes: dict[tuple, int] = {}
 
     def unpack(t):
-        storage = t.untyped_storage()
-        sizes[(t.device, storage.data_ptr())] = storage.nbytes()
+        sizes.update([_storage_entry(t)])
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(lambda t: t, unpack):
@@ -181,12 +181,15 @@ def saved_for_backward_mb(step: Callable[[], object]) -> float:
     return sum(sizes.values()) / 2**20
 
 
+def _storage_entry(t: torch.Tensor) -> tuple[tuple, int]:
+    """(key, bytes) of `t`'s storage; tensors sharing a storage share the key."""
+    storage = t.untyped_storage()
+    return (t.device, storage.data_ptr()), storage.nbytes()
+
+
 def resident_bytes(module: torch.nn.Module) -> int:
     """Bytes of the distinct storages of `module`'s parameters and buffers."""
-    storages = {}
-    for t in (*module.parameters(), *module.buffers()):
-        storages[(t.device, t.untyped_storage().data_ptr())] = t.untyped_storage().nbytes()
-    return sum(storages.values())
+    return sum(dict(_storage_entry(t) for t in (*module.parameters(), *module.buffers())).values())
 
 
 def own_peak_mib(max_allocated: int, baseline: int, model: torch.nn.Module) -> float:

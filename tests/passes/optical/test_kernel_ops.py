@@ -50,8 +50,8 @@ def test_attention_operator_passes_opcheck_on_strided_inputs():
 def test_ring_operator_alone_compiles_to_its_eager_gradients():
     """The ring operator without SqueezeLight's weight programming around it, compiled with
     Inductor against eager: forward and both gradients. (On one H200 the whole site's compiled
-    weight gradients disagree with eager, `test_ring_kernels_compile_as_one_operator`; this one
-    says whether the operator alone does.)"""
+    weight gradients disagreed with eager while compiled sites took the torch ops,
+    `test_ring_kernels_compile_as_one_operator`; this one checks the operator alone.)"""
     torch.manual_seed(0)
     constants = (0.1, 0.5, 2.0, 1.0, 0.3)
     u0, rails0 = _transposed(4, 18, 4), _transposed(4, 4, 24)
