@@ -174,9 +174,9 @@ class _OTSite(SiteBase):
         s = quant.photons_per_unit(light, self.photons_per_mac, depth)
         args = (y0, light, s, self.detector_noise, self.key_base, counter, self.offset_encoding)
         if self.uses_readout_kernel(y):
-            from .kernels.ops import shot_noise_readout
+            from .kernels.ops import readout
 
-            noisy = shot_noise_readout(*args)
+            noisy = readout(*args)
         else:
             noisy = quant.shot_noise_fused(*args)
         return quant.ste(y, noisy)

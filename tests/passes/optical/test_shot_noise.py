@@ -324,11 +324,36 @@ def test_readout_kernel_outputs_do_not_depend_on_its_tiling(block, num_warps):
     n = 3000  # three blocks of 1024 (the last one partial); means on both sides of the threshold
     y = torch.randn(n, generator=gen) * 3
     magnitude = y.abs() + torch.rand(n, generator=gen) * torch.linspace(0.1, 50.0, n)
-    args = (y, magnitude, torch.tensor(2.0), 0.5, torch.tensor(7), torch.tensor(1))
+    args = [a.to(KERNEL_DEVICE) if isinstance(a, torch.Tensor) else a
+            for a in (y, magnitude, torch.tensor(2.0), 0.5, torch.tensor(7), torch.tensor(1))]
     fixed = shot_noise_readout(*args, block=BLOCK)
     tiled = shot_noise_readout(*args, block=block, num_warps=num_warps)
     assert torch.equal(fixed, tiled)
-    assert torch.equal(fixed, shot_noise_readout(*args))  # the CPU's launch: the fixed tiling
+    assert torch.equal(fixed, shot_noise_readout(*args))  # the default launch: tuned on a GPU, fixed on a CPU
+
+
+@pytest.mark.parametrize("offset", [False, True])
+def test_readout_kernel_redraws_exactly_the_outputs_with_a_dim_detector(offset):
+    """The first kernel lists the outputs with a detector mean under the inversion's threshold
+    (however they are spread), the second draws those: the count listed is theirs."""
+    from optopass.passes.optical.kernels.readout import shot_noise_readout
+
+    gen = torch.Generator().manual_seed(5)
+    n = 3000
+    y = torch.randn(n, generator=gen) * 3
+    magnitude = y.abs() + torch.rand(n, generator=gen) * torch.linspace(0.1, 50.0, n)
+    s = torch.tensor(2.0)
+    if offset:
+        dim = s * magnitude < quant.POISSON_EXACT_BELOW
+    else:
+        means = torch.stack([0.5 * s * (magnitude + y), 0.5 * s * (magnitude - y)])
+        dim = (means < quant.POISSON_EXACT_BELOW).any(dim=0)
+    listed = []
+    args = (s, None, torch.tensor(7), torch.tensor(1), offset)
+    moved = [a.to(KERNEL_DEVICE) if isinstance(a, torch.Tensor) else a for a in (y, magnitude, *args)]
+    got = shot_noise_readout(*moved, deferred_count=listed).cpu()
+    assert listed == [int(dim.sum())] and 0 < listed[0] < n
+    torch.testing.assert_close(got, quant.shot_noise(y, magnitude, *args), rtol=1e-5, atol=1e-5 / 2.0)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the tuned launch runs on CUDA only")
@@ -366,6 +391,29 @@ def test_sites_take_the_readout_kernel_on_request_and_give_the_same_output():
     with pytest.raises(ValueError, match="readout_kernel: must be 'auto', 'fused' or 'unfused'"):
         fused(xd, wd)
 
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="a triton_op's kernels compile into the graph on CUDA")
+def test_a_compiled_cuda_site_launches_the_readout_kernels_from_the_compiled_code():
+    """On CUDA the read-out is a ``triton_op``: Inductor's code launches its two kernels itself,
+    with no call back into the operator's Python, and gives the eager site's ADC codes."""
+    from torch._inductor.utils import run_and_get_code
+
+    x, w = _xw()
+    site = _linear_site(q_photons_per_mac=0.8).cuda()
+    xd, wd = x.cuda(), w.cuda()
+    start = site.counter.clone()
+    eager = site(xd, wd)
+    site.counter.copy_(start)  # the compiled call draws as the eager one did
+    torch._dynamo.reset()
+    try:
+        compiled, codes = run_and_get_code(torch.compile(site, fullgraph=True), xd, wd)
+    finally:
+        torch._dynamo.reset()
+    code = "\n".join(codes)
+    assert "_readout_kernel" in code and "_exact_kernel" in code and "optopass.shot_noise_readout" not in code
+    step = (site.out_range[1] - site.out_range[0]).item() / 255
+    assert (compiled - eager).abs().max().item() < step / 2
 
 
 def test_a_compiled_site_keeps_the_readout_operator_and_an_exported_one_the_torch_ops(monkeypatch):
