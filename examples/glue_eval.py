@@ -140,7 +140,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="train and evaluate under torch.compile (evaluation in CUDA graphs, one graph per length "
                         "bucket); each stage's compile time is printed apart from its throughput and kept in "
-                        "run.json (default: on a GPU, off on the CPU)")
+                        "run.json (default: on a GPU, off on the CPU; the optical fine-tunes train eager unless "
+                        "--compile is given, their compile on a GPU can take over 20 minutes)")
     p.add_argument("--batch-size", type=int, default=32, help="training and calibration batch size (evaluation: 2x)")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep the Trainer checkpoints of every run")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

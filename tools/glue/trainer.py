@@ -275,7 +275,8 @@ def finetune(
         compile: train through ``torch.compile`` (the Trainer's ``torch_compile``: Inductor,
             default mode; checkpoints and the final model hold the uncompiled module's weights,
             so ``optopass.save``/``load`` and resuming work as without it); None: on when
-            training on CUDA, off on the CPU.
+            training a model without optical sites on CUDA, off otherwise
+            (``resolve_training_compile`` says why).
         pad_to_multiple_of: pad each batch's length up to a multiple of this many tokens
             (capped at ``max_seq_length``); None: to the batch's longest row.
 
@@ -364,24 +365,26 @@ def finetune(
 
 
 def resolve_training_compile(compile: bool | None, device: torch.device | str, model: nn.Module) -> bool:
-    """Whether ``finetune`` trains through torch.compile: as ``resolve_compile`` (auto: on a CUDA
-    device), except that auto stays eager for a model whose SqueezeLight sites are set to compute
-    the ring array as torch ops (``kernel = "unfused"``) on a CUDA device. Compiled on one H200
-    (torch 2.11), that path's gradients disagreed with eager in every element
-    (``test_ring_kernels_compile_as_one_operator``, before the sites took their kernels under
-    torch.compile); the ring kernels, one operator in the graph, agree. Only an explicit
-    ``compile=True`` compiles such a model, with a warning."""
-    compiled = resolve_compile(compile, device)
-    if not compiled or torch.device(device).type != "cuda" or not _rings_as_torch_ops(model):
-        return compiled
+    """Whether ``finetune`` trains through torch.compile: as given; None (auto): on a CUDA device
+    for a model without optical sites, eager otherwise. A transformed model trains eager unless
+    asked: on one H200 (torch 2.11) the compile of the optical MiniLM's training step had not
+    finished after 22 minutes (``results/speed_h200/glue_minilm_sst2_recompiles.log``,
+    ``docs/speed.md``), where the GLUE study's eager optical fine-tunes trained at 229-442
+    samples/s each, four sharing the GPU (``results/glue_minilm/run.json``).
+
+    ``compile=True`` for a model whose SqueezeLight sites compute the ring array as torch ops
+    (``kernel = "unfused"``) on a CUDA device warns: compiled on one H200 (torch 2.11), that
+    path's gradients disagreed with eager in every element (``test_ring_kernels_compile_as_one_operator``,
+    before the sites took their kernels under torch.compile); the ring kernels, one operator in
+    the graph, agree."""
+    from optopass.passes.optical.sites import optical_sites
+
     if compile is None:
-        warnings.warn("fine-tuning runs eager: SqueezeLight's ring array as torch ops (kernel 'unfused') gave wrong "
-                      "gradients compiled on a GPU (compile=True / --compile to compile anyway; kernel 'auto' "
-                      "compiles)", stacklevel=3)
-        return False
-    warnings.warn("compiling SqueezeLight's ring array as torch ops (kernel 'unfused') for training: its compiled "
-                  "gradients disagreed with eager on a GPU", stacklevel=3)
-    return True
+        return torch.device(device).type == "cuda" and next(optical_sites(model), None) is None
+    if compile and torch.device(device).type == "cuda" and _rings_as_torch_ops(model):
+        warnings.warn("compiling SqueezeLight's ring array as torch ops (kernel 'unfused') for training: its compiled "
+                      "gradients disagreed with eager on a GPU", stacklevel=3)
+    return bool(compile)
 
 
 def _rings_as_torch_ops(model: nn.Module) -> bool:
