@@ -46,7 +46,8 @@ Examples::
     python examples/glue_eval.py --tasks rte --max-train-samples 64 --max-eval-samples 64 --epochs 1 \\
         --calibrate-batches 2 --batch-size 16
 
-On a GPU every stage trains and evaluates compiled (``--no-compile``: eager); each stage's
+On a GPU every stage evaluates compiled and the originals train compiled (``--no-compile``:
+eager; the optical fine-tunes train eager unless ``--compile`` is given); each stage's
 compile time is printed once, apart from its throughput, and kept in ``run.json``. A graph
 compiled before (the fine-tuned optical model's evaluation after the post-training model's, the
 same graph with new weights) comes from Inductor's on-disk cache, on by default.
