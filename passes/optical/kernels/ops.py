@@ -88,8 +88,8 @@ def shot_noise_readout_cuda(y: Tensor, magnitude: Tensor, photons_per_unit: Tens
                             base: Tensor, counter: Tensor, offset: bool = False) -> Tensor:
     """The same read-out as a ``triton_op`` (CUDA tensors): torch.compile keeps its kernels in the
     graph and launches them from the compiled code. A custom operator's call goes through its
-    Python, measured at 0.14 ms a call on the H200's host under the profiler, and a RoBERTa-base
-    forward reads out 96 matmuls (``results/speed_h200/shot_noise_profile_32x128``)."""
+    Python: 0.17 ms a call on the H200's host under the profiler, and a RoBERTa-base forward
+    reads out 96 matmuls (``results/speed_h200/shot_noise_eval_one_kernel_32x128``)."""
     return _shot_noise_readout(y, magnitude, photons_per_unit, detector_noise, base, counter, offset,
                                launch=wrap_triton)
 
