@@ -377,14 +377,19 @@ def resolve_training_compile(compile: bool | None, device: torch.device | str, m
     path's gradients disagreed with eager in every element (``test_ring_kernels_compile_as_one_operator``,
     before the sites took their kernels under torch.compile); the ring kernels, one operator in
     the graph, agree."""
-    from optopass.passes.optical.sites import optical_sites
-
     if compile is None:
-        return torch.device(device).type == "cuda" and next(optical_sites(model), None) is None
+        return resolve_compile(None, device) and not _has_optical_sites(model)
     if compile and torch.device(device).type == "cuda" and _rings_as_torch_ops(model):
         warnings.warn("compiling SqueezeLight's ring array as torch ops (kernel 'unfused') for training: its compiled "
                       "gradients disagreed with eager on a GPU", stacklevel=3)
     return bool(compile)
+
+
+def _has_optical_sites(model: nn.Module) -> bool:
+    """Whether `model` holds an optical site (a transformed model)."""
+    from optopass.passes.optical.sites import optical_sites
+
+    return next(optical_sites(model), None) is not None
 
 
 def _rings_as_torch_ops(model: nn.Module) -> bool:
@@ -531,14 +536,13 @@ def read_results(directory: str | os.PathLike) -> dict[str, Any] | None:
 def _prepare_optical(model: nn.Module, ft_stats: str) -> None:
     """Sets the statistics mode for fine-tuning; frozen ranges must have been calibrated."""
     from optopass.passes.optical.calibrate import set_stats_mode
-    from optopass.passes.optical.sites import optical_sites
 
     if ft_stats == "frozen" and not is_calibrated(model):
         raise ConfigError(
             "ft_stats: 'frozen' needs a calibrated optical model; run optopass.calibrate(model, batches) "
             "first, or use ft_stats='auto'"
         )
-    if not any(True for _ in optical_sites(model)):
+    if not _has_optical_sites(model):
         raise ConfigError("the optical model has no optical site; nothing to fine-tune through the optical ops")
     set_stats_mode(model, ft_stats)
 

@@ -172,9 +172,9 @@ def shot_noise_readout(y: Tensor, magnitude: Tensor, photons_per_unit: Tensor, d
     ``quant.POISSON_EXACT_BELOW`` photons; the second draws those again with the Poisson inversion.
     So the 40-step inversion runs for those outputs only, however they are spread (a branch per
     block of outputs took it for most blocks of the attention's P·V). `block`, `num_warps`: a
-    fixed tiling instead of the tuned
-    one (tests); `launch`: wraps each kernel before its launch (``torch.library.wrap_triton``
-    under a ``triton_op``); `deferred_count`: gets the number of listed outputs appended (tests)."""
+    fixed tiling instead of the tuned one (tests); `launch`: wraps each kernel before its launch
+    (``torch.library.wrap_triton`` under a ``triton_op``); `deferred_count`: gets the number of
+    listed outputs appended (tests)."""
     if magnitude.shape != y.shape:
         raise ValueError(f"magnitude {tuple(magnitude.shape)} must have y's shape {tuple(y.shape)}")
     flat_y, flat_m = y.reshape(-1).contiguous(), magnitude.reshape(-1).contiguous()

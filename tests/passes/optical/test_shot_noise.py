@@ -62,12 +62,12 @@ def test_small_counts_follow_the_poisson_pmf(lam):
 KERNEL_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _kernel_readout(*args):
+def _kernel_readout(*args, **options):
     """The read-out kernel on the GPU when there is one (else in Triton's interpreter); on the CPU back."""
     from optopass.passes.optical.kernels.readout import shot_noise_readout
 
     moved = [a.to(KERNEL_DEVICE) if isinstance(a, torch.Tensor) else a for a in args]
-    return shot_noise_readout(*moved).cpu()
+    return shot_noise_readout(*moved, **options).cpu()
 
 
 READOUTS = {"torch": quant.shot_noise, "kernel": _kernel_readout}  # the kernel: Triton's interpreter on a CPU
@@ -318,26 +318,23 @@ def test_readout_kernel_draws_what_the_torch_ops_draw(photons_per_unit, detector
 def test_readout_kernel_outputs_do_not_depend_on_its_tiling(block, num_warps):
     """The tilings the GPU's autotuner chooses among give the same outputs: each output's draws
     are keyed by its flat index, and a block's inversion branch only skips unneeded work."""
-    from optopass.passes.optical.kernels.readout import BLOCK, shot_noise_readout
+    from optopass.passes.optical.kernels.readout import BLOCK
 
     gen = torch.Generator().manual_seed(3)
     n = 3000  # three blocks of 1024 (the last one partial); means on both sides of the threshold
     y = torch.randn(n, generator=gen) * 3
     magnitude = y.abs() + torch.rand(n, generator=gen) * torch.linspace(0.1, 50.0, n)
-    args = [a.to(KERNEL_DEVICE) if isinstance(a, torch.Tensor) else a
-            for a in (y, magnitude, torch.tensor(2.0), 0.5, torch.tensor(7), torch.tensor(1))]
-    fixed = shot_noise_readout(*args, block=BLOCK)
-    tiled = shot_noise_readout(*args, block=block, num_warps=num_warps)
+    args = (y, magnitude, torch.tensor(2.0), 0.5, torch.tensor(7), torch.tensor(1))
+    fixed = _kernel_readout(*args, block=BLOCK)
+    tiled = _kernel_readout(*args, block=block, num_warps=num_warps)
     assert torch.equal(fixed, tiled)
-    assert torch.equal(fixed, shot_noise_readout(*args))  # the default launch: tuned on a GPU, fixed on a CPU
+    assert torch.equal(fixed, _kernel_readout(*args))  # the default launch: tuned on a GPU, fixed on a CPU
 
 
 @pytest.mark.parametrize("offset", [False, True])
 def test_readout_kernel_redraws_exactly_the_outputs_with_a_dim_detector(offset):
     """The first kernel lists the outputs with a detector mean under the inversion's threshold
     (however they are spread), the second draws those: the count listed is theirs."""
-    from optopass.passes.optical.kernels.readout import shot_noise_readout
-
     gen = torch.Generator().manual_seed(5)
     n = 3000
     y = torch.randn(n, generator=gen) * 3
@@ -350,8 +347,7 @@ def test_readout_kernel_redraws_exactly_the_outputs_with_a_dim_detector(offset):
         dim = (means < quant.POISSON_EXACT_BELOW).any(dim=0)
     listed = []
     args = (s, None, torch.tensor(7), torch.tensor(1), offset)
-    moved = [a.to(KERNEL_DEVICE) if isinstance(a, torch.Tensor) else a for a in (y, magnitude, *args)]
-    got = shot_noise_readout(*moved, deferred_count=listed).cpu()
+    got = _kernel_readout(y, magnitude, *args, deferred_count=listed)
     assert listed == [int(dim.sum())] and 0 < listed[0] < n
     torch.testing.assert_close(got, quant.shot_noise(y, magnitude, *args), rtol=1e-5, atol=1e-5 / 2.0)
 
