@@ -32,10 +32,23 @@ def compile_model(model: Callable[..., Any], mode: str | None = None, dynamic: b
     return torch.compile(model, dynamic=dynamic, options=inductor_options(mode, dynamic))
 
 
-def inductor_patches() -> contextlib.AbstractContextManager:
+# Inductor settings added for an optical model compiled with dynamic sequence lengths (the
+# Trainer's training and evaluation steps): no persistent reductions. With the length dynamic,
+# Inductor (torch 2.11) sizes a persistent reduction's block along the row from the length's upper
+# bound (512, from the position table) but chooses how many rows a program takes from the first
+# batch's length (32 rows of 128 allowed for a 32-token hint), so the optical attention's softmax,
+# fused with the score quantization, the dither hash and the dropout, became tiles of 128 x 512
+# for 64 threads. On one H200 ptxas took 412 s for one such kernel and the Trainer's compile ran
+# past 22 minutes (results/speed_h200/optical_trainer_triton_compiles.log). A looped reduction has
+# no such tile.
+DYNAMIC_OPTICAL_PATCHES: dict[str, Any] = {"triton.persistent_reductions": False}
+
+
+def inductor_patches(optical: bool = False) -> contextlib.AbstractContextManager:
     """``INDUCTOR_PATCHES`` for compiles that start inside code which calls ``torch.compile``
     itself (the HF Trainer's ``torch_compile``): Inductor reads them when it compiles, which for
-    a training step's backward is at its first call."""
+    a training step's backward is at its first call. `optical`: the model has optical sites and
+    its inputs' lengths are dynamic (``DYNAMIC_OPTICAL_PATCHES`` too)."""
     import torch._inductor.config as inductor_config
 
-    return inductor_config.patch(INDUCTOR_PATCHES)
+    return inductor_config.patch({**INDUCTOR_PATCHES, **(DYNAMIC_OPTICAL_PATCHES if optical else {})})

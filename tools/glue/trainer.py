@@ -274,9 +274,8 @@ def finetune(
         trainer_overrides: further ``TrainingArguments`` fields, set last.
         compile: train through ``torch.compile`` (the Trainer's ``torch_compile``: Inductor,
             default mode; checkpoints and the final model hold the uncompiled module's weights,
-            so ``optopass.save``/``load`` and resuming work as without it); None: on when
-            training a model without optical sites on CUDA, off otherwise
-            (``resolve_training_compile`` says why).
+            so ``optopass.save``/``load`` and resuming work as without it); None: on for a
+            CUDA device, off elsewhere (``resolve_training_compile``).
         pad_to_multiple_of: pad each batch's length up to a multiple of this many tokens
             (capped at ``max_seq_length``); None: to the batch's longest row.
 
@@ -337,7 +336,8 @@ def finetune(
         compute_metrics=glue_compute_metrics(task),
         callbacks=[*(callbacks or []), step_timer],
     )
-    with inductor_patches():  # the Trainer compiles the model inside these calls
+    # the Trainer compiles the model inside these calls
+    with inductor_patches(optical=_has_optical_sites(model)):
         train_output = trainer.train(resume_from_checkpoint=resume)
         model = drop_autocast_wrapper(trainer.accelerator.unwrap_model(trainer.model))
         metrics = trainer.evaluate(eval_set) if evaluating and final_eval else {}
@@ -365,20 +365,15 @@ def finetune(
 
 
 def resolve_training_compile(compile: bool | None, device: torch.device | str, model: nn.Module) -> bool:
-    """Whether ``finetune`` trains through torch.compile: as given; None (auto): on a CUDA device
-    for a model without optical sites, eager otherwise. A transformed model trains eager unless
-    asked: on one H200 (torch 2.11) the compile of the optical MiniLM's training step had not
-    finished after 22 minutes (``results/speed_h200/glue_minilm_sst2_recompiles.log``,
-    ``docs/speed.md``), where the GLUE study's eager optical fine-tunes trained at 229-442
-    samples/s each, four sharing the GPU (``results/glue_minilm/run.json``).
+    """Whether ``finetune`` trains through torch.compile: as given; None (auto): on a CUDA device.
 
     ``compile=True`` for a model whose SqueezeLight sites compute the ring array as torch ops
     (``kernel = "unfused"``) on a CUDA device warns: compiled on one H200 (torch 2.11), that
     path's gradients disagreed with eager in every element (``test_ring_kernels_compile_as_one_operator``,
     before the sites took their kernels under torch.compile); the ring kernels, one operator in
-    the graph, agree."""
+    the graph, agree. The auto choice keeps such a model eager."""
     if compile is None:
-        return resolve_compile(None, device) and not _has_optical_sites(model)
+        return resolve_compile(None, device) and not _rings_as_torch_ops(model)
     if compile and torch.device(device).type == "cuda" and _rings_as_torch_ops(model):
         warnings.warn("compiling SqueezeLight's ring array as torch ops (kernel 'unfused') for training: its compiled "
                       "gradients disagreed with eager on a GPU", stacklevel=3)

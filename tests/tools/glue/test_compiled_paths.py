@@ -93,30 +93,38 @@ def test_compiled_finetune_is_saved_reloaded_and_resumed(tiny_bert_dir, tmp_path
         assert torch.equal(final(**inputs).logits, resumed.model.eval()(**inputs).logits)
 
 
-def test_finetune_trains_and_evaluates_under_the_patches(monkeypatch, tiny_bert_dir, tmp_path, real_glue_dir):
-    """The Trainer compiles inside train() and evaluate(): both run with the patches on."""
+@pytest.mark.parametrize("optical", [False, True])
+def test_finetune_trains_and_evaluates_under_the_patches(optical, monkeypatch, tiny_bert_dir, tmp_path, real_glue_dir):
+    """The Trainer compiles inside train() and evaluate(): both run with the patches on; an
+    optical model's also without persistent reductions (tools/compiling.py says why)."""
     from transformers import Trainer
 
     seen = []
     real_train, real_evaluate = Trainer.train, Trainer.evaluate
 
+    def settings():
+        return torch._inductor.config.size_asserts, torch._inductor.config.triton.persistent_reductions
+
     def train(self, *args, **kwargs):
-        seen.append(("train", torch._inductor.config.size_asserts))
+        seen.append(("train", *settings()))
         return real_train(self, *args, **kwargs)
 
     def evaluate(self, *args, **kwargs):
-        seen.append(("evaluate", torch._inductor.config.size_asserts))
+        seen.append(("evaluate", *settings()))
         return real_evaluate(self, *args, **kwargs)
 
     monkeypatch.setattr(Trainer, "train", train)
     monkeypatch.setattr(Trainer, "evaluate", evaluate)
     model, tokenizer = pipeline.load_model(str(tiny_bert_dir), "rte")
+    if optical:
+        model, _ = pipeline.transform(model, "rte", None, 1, tokenizer=tokenizer, glue_dir=real_glue_dir,
+                                      calibrate_batch_size=4, max_seq_length=32)
     finetune(model, "rte", tokenizer, glue_dir=real_glue_dir, output_dir=tmp_path / "ft", max_steps=1,
              max_train_samples=8, max_eval_samples=8, per_device_train_batch_size=4, max_seq_length=32,
              progress=False, compile=False)
-    assert seen[0] == ("train", False) and ("evaluate", False) in seen
-    assert not any(size_asserts for _, size_asserts in seen)
-    assert torch._inductor.config.size_asserts
+    assert seen[0] == ("train", False, not optical) and ("evaluate", False, not optical) in seen
+    assert len(seen) >= 2 and all(row[1:] == (False, not optical) for row in seen)
+    assert settings() == (True, True)
 
 
 def test_compiled_finetune_traces_one_graph_for_every_batch_shape(monkeypatch, tiny_bert_dir, tmp_path,

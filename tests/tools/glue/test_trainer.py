@@ -218,7 +218,7 @@ def test_collator_pads_model_inputs_and_types_labels(tokenizer):
     assert labels.dtype == torch.long
 
 
-def test_training_compiles_by_default_on_a_gpu_only_without_optical_sites():
+def test_training_compiles_by_default_on_a_gpu():
     from torch import nn
 
     from optopass.passes.optical.squeezelight import SqueezeLightLinearSite, SqueezeLightParams
@@ -228,10 +228,11 @@ def test_training_compiles_by_default_on_a_gpu_only_without_optical_sites():
     rings = nn.Sequential(SqueezeLightLinearSite(SqueezeLightParams(), "layer.fc", 4, 4))
     assert resolve_training_compile(None, "cuda", plain) is True
     assert resolve_training_compile(None, "cpu", plain) is False
-    assert resolve_training_compile(None, "cuda", rings) is False  # a transformed model: eager unless asked
-    assert resolve_training_compile(True, "cuda", rings) is True  # the kernels: one operator in the graph
+    assert resolve_training_compile(None, "cuda", rings) is True  # the kernels: one operator in the graph
+    assert resolve_training_compile(None, "cpu", rings) is False
     assert resolve_training_compile(False, "cuda", plain) is False
     rings[0].kernel = "unfused"  # the torch ops
+    assert resolve_training_compile(None, "cuda", rings) is False
     assert resolve_training_compile(True, "cpu", rings) is True  # Inductor's CPU code agrees with eager
     with pytest.warns(UserWarning, match="compiled gradients disagreed"):
         assert resolve_training_compile(True, "cuda", rings) is True
