@@ -46,8 +46,7 @@ Examples::
     python examples/glue_eval.py --tasks rte --max-train-samples 64 --max-eval-samples 64 --epochs 1 \\
         --calibrate-batches 2 --batch-size 16
 
-On a GPU every stage evaluates compiled and the originals train compiled (``--no-compile``:
-eager; the optical fine-tunes train eager unless ``--compile`` is given); each stage's
+On a GPU every stage evaluates and trains compiled (``--no-compile``: eager); each stage's
 compile time is printed once, apart from its throughput, and kept in ``run.json``. A graph
 compiled before (the fine-tuned optical model's evaluation after the post-training model's, the
 same graph with new weights) comes from Inductor's on-disk cache, on by default.
@@ -141,8 +140,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="train and evaluate under torch.compile (evaluation in CUDA graphs, one graph per length "
                         "bucket); each stage's compile time is printed apart from its throughput and kept in "
-                        "run.json (default: on a GPU, off on the CPU; the optical fine-tunes train eager unless "
-                        "--compile is given, their compile on a GPU can take over 20 minutes)")
+                        "run.json (default: on a GPU, off on the CPU)")
     p.add_argument("--batch-size", type=int, default=32, help="training and calibration batch size (evaluation: 2x)")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep the Trainer checkpoints of every run")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -45,7 +45,7 @@ import torch._dynamo
 from .bench_glue import DEFAULT_GLUE_MODELS, GLUE_MODELS, GlueRow, format_glue_rows, run_glue_bench
 from .checks import check_values, integer
 from .cli_args import DTYPES, add_model_options, add_output_options, command_scope, print_result
-from .compiling import compile_model
+from .compiling import compile_model, triton_compile_log
 
 SHAPES = {
     # name: (hidden, layers, heads, intermediate, vocab)
@@ -406,7 +406,7 @@ def write_profile(step: Callable[[], object], device: str, path: Path, title: st
         _sync(device)
     where = "device" if on_gpu else "cpu"
     averages = prof.key_averages()
-    text = (f"# optopass bench profile: {title}, {device}, {calls} calls (totals over the calls)\n\n"
+    text = (f"# optopass bench profile: {title}, {device}, {calls} call{'s' if calls != 1 else ''} (totals over the calls)\n\n"
             f"## by self {where} time\n\n{averages.table(sort_by=f'self_{where}_time_total', row_limit=PROFILE_ROWS)}\n"
             f"## by self {where} memory allocated\n\n"
             f"{averages.table(sort_by=f'self_{where}_memory_usage', row_limit=PROFILE_ROWS)}\n")
@@ -485,7 +485,11 @@ def add_subcommand(sub) -> None:
     p.add_argument("--profile", default=None, metavar="DIR",
                    help="after the rows, write a torch.profiler table of each timed model's eval or training step "
                         f"({PROFILE_CALLS} calls: ops and kernels by their own device time and by the memory they "
-                        "allocate) to DIR/<mode>_<BxL>_<model>_<mode>.txt")
+                        "allocate) to DIR/<mode>_<BxL>_<model>_<mode>.txt; --modes glue: of one more evaluation pass "
+                        "per model, DIR/glue_eval_<glue model>_<plain|optical>_<mode>.txt")
+    p.add_argument("--triton-compile-log", default=None, metavar="FILE",
+                   help="write a line per Triton kernel that Inductor compiles (seconds, kernel, block sizes, source) "
+                        "to FILE; Inductor then compiles in this process, one kernel after another")
     glue = p.add_argument_group("glue (--modes glue)")
     glue.add_argument("--glue-models", nargs="+", choices=GLUE_MODELS, default=list(DEFAULT_GLUE_MODELS),
                       help="the bundled MiniLM and/or RoBERTa shapes with random weights (default: minilm roberta-base)")
@@ -532,12 +536,27 @@ def _run(args) -> int:
         from .io import check_output_folder
 
         args.profile = check_output_folder(args.profile, "--profile")
-    with command_scope(args):
+    if args.triton_compile_log is not None:
+        args.triton_compile_log = _check_log_file(args.triton_compile_log, "--triton-compile-log")
+    with command_scope(args), triton_compile_log(args.triton_compile_log):
         rows = _bench_from_args(args, sizes) if set(args.modes) - {"glue"} else []
         glue_rows = _glue_bench_from_args(args) if "glue" in args.modes else []
     tables = ([format_rows(rows)] if rows else []) + ([format_glue_rows(glue_rows)] if glue_rows else [])
     print_result(args, [asdict(r) for r in [*rows, *glue_rows]], lambda _: "\n\n".join(tables))
     return 0
+
+
+def _check_log_file(path: str, name: str) -> Path:
+    """`path` as a Path, when it can be written as a file: not a folder, no file in the way of its
+    folder."""
+    from .errors import OutputError
+    from .io import check_output_folder
+
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise OutputError(f"{name}: {path} is a folder; give a file to create or replace")
+    check_output_folder(path.parent, name)
+    return path
 
 
 def _glue_bench_from_args(args) -> list[GlueRow]:
@@ -553,7 +572,7 @@ def _glue_bench_from_args(args) -> list[GlueRow]:
                           task=args.task, glue_dir=args.glue_dir, max_eval_samples=args.max_eval_samples,
                           steps=args.glue_steps, batch_size=args.glue_batch_size, max_seq_length=args.seq,
                           cfg=args.cfg, log=lambda line: print(line, file=sys.stderr, flush=True),
-                          eval_passes=args.glue_eval_passes)
+                          eval_passes=args.glue_eval_passes, profile_dir=args.profile)
 
 
 def _bench_from_args(args, sizes) -> list[Row]:

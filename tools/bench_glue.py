@@ -89,7 +89,8 @@ def glue_bench_model(name: str, task: str) -> tuple[nn.Module, Any]:
 def run_glue_bench(*, device: str | None = None, dtype: str | None = None, models=DEFAULT_GLUE_MODELS,
                    run_modes=None, task: str = "sst2", glue_dir=None, max_eval_samples: int | None = None,
                    steps: int = 50, batch_size: int = 32, max_seq_length: int = 128, cfg=None,
-                   log: Callable[[str], None] | None = None, eval_passes: int = 1) -> list[GlueRow]:
+                   log: Callable[[str], None] | None = None, eval_passes: int = 1,
+                   profile_dir=None) -> list[GlueRow]:
     """Times evaluation and training, plain against optical, per model and run mode.
 
     Args:
@@ -107,6 +108,8 @@ def run_glue_bench(*, device: str | None = None, dtype: str | None = None, model
         cfg: optical config (default: the shipped one).
         log: called with a line per measurement.
         eval_passes: passes over the dev set per evaluation row (the median rate of the passes).
+        profile_dir: a folder (created) that gets, per evaluation row and model, a
+            ``torch.profiler`` table of one more pass (``glue_eval_<model>_<plain|optical>_<mode>.txt``).
 
     Returns:
         One :class:`GlueRow` per model, run mode and phase.
@@ -125,7 +128,7 @@ def run_glue_bench(*, device: str | None = None, dtype: str | None = None, model
     glue_dir = resolve_glue_dir(glue_dir)
     check_data(task, ["train", get_task(task).validation_splits[0]], glue_dir)
     setup = _Setup(device, dtype, task, glue_dir, max_eval_samples, steps, batch_size, max_seq_length, log,
-                   eval_passes)
+                   eval_passes, profile_dir)
     rows = []
     for name in models:
         plain, optical, tokenizer = _model_pair(name, cfg, setup)
@@ -146,6 +149,7 @@ class _Setup:
     max_seq_length: int
     log: Callable[[str], None]
     eval_passes: int = 1
+    profile_dir: Any = None
 
 
 def _model_pair(name: str, cfg, setup: _Setup) -> tuple[nn.Module, nn.Module, Any]:
@@ -167,9 +171,11 @@ def _measure(phase: str, name: str, run_mode: str, plain: nn.Module, optical: nn
     for config, model in (("plain", plain), ("optical", optical)):
         with _state_kept(model):
             speed, samples = (_eval if phase == "eval" else _train)(model, tokenizer, run_mode == "compiled", setup)
+            setup.log(f"glue {phase} {name} {run_mode} {config}: {_rate_text(speed)}, "
+                      f"compile {speed['compile_seconds']:.1f} s")
+            if phase == "eval" and setup.profile_dir is not None:
+                _profile_eval(model, tokenizer, run_mode == "compiled", setup, f"{name}_{config}_{run_mode}")
         speeds[config] = speed
-        setup.log(f"glue {phase} {name} {run_mode} {config}: {_rate_text(speed)}, "
-                  f"compile {speed['compile_seconds']:.1f} s")
     plain_rate, optical_rate = (speeds[c]["samples_per_second"] for c in ("plain", "optical"))
     ratio = round(plain_rate / optical_rate, 3) if plain_rate and optical_rate else None
     return GlueRow("glue", phase, name, run_mode, setup.device, setup.dtype, setup.task,
@@ -197,15 +203,33 @@ def _state_kept(model: nn.Module):
 def _eval(model, tokenizer, compile: bool, setup: _Setup) -> tuple[dict, int]:
     """`setup.eval_passes` evaluations of the dev set with `model` (compiled once: a later pass
     finds the first one's graphs): the median of their rates, the first one's compile time."""
-    from .glue.evaluator import evaluate_glue
-
-    results = [evaluate_glue(model, setup.task, tokenizer, glue_dir=setup.glue_dir, batch_size=2 * setup.batch_size,
-                             max_seq_length=setup.max_seq_length, device=setup.device, dtype=setup.dtype,
-                             limit=setup.max_eval_samples, progress=False, compile=compile)
-               for _ in range(setup.eval_passes)]
+    results = [_evaluate(model, tokenizer, compile, setup) for _ in range(setup.eval_passes)]
     rates = [r["samples_per_second"] for r in results if r["samples_per_second"] is not None]
     rate = statistics.median(rates) if rates else None
     return {"compile_seconds": results[0]["compile_seconds"], "samples_per_second": rate}, results[0]["n_examples"]
+
+
+def _evaluate(model, tokenizer, compile: bool, setup: _Setup) -> dict:
+    """One pass of ``evaluate_glue`` over the dev set, batches twice the training batch."""
+    from .glue.evaluator import evaluate_glue
+
+    return evaluate_glue(model, setup.task, tokenizer, glue_dir=setup.glue_dir, batch_size=2 * setup.batch_size,
+                         max_seq_length=setup.max_seq_length, device=setup.device, dtype=setup.dtype,
+                         limit=setup.max_eval_samples, progress=False, compile=compile)
+
+
+def _profile_eval(model, tokenizer, compile: bool, setup: _Setup, name: str) -> None:
+    """One more evaluation pass under ``torch.profiler`` (the model compiled before: the pass
+    finds its graphs), its table written to ``setup.profile_dir``."""
+    from pathlib import Path
+
+    from .bench import write_profile
+
+    title = name.replace("_", " ")
+    path = write_profile(lambda: _evaluate(model, tokenizer, compile, setup), setup.device,
+                         Path(setup.profile_dir) / f"glue_eval_{name}.txt", f"glue eval {title}, {setup.task}, "
+                         f"{setup.dtype}", calls=1)
+    setup.log(f"glue eval {title}: profile in {path}")
 
 
 def _train(model, tokenizer, compile: bool, setup: _Setup) -> tuple[dict, int]:

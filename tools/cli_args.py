@@ -61,13 +61,11 @@ def add_output_options(parser: argparse.ArgumentParser, *, out_help: str | None 
 
 def add_compile_option(parser: argparse.ArgumentParser) -> None:
     """Adds ``--compile`` / ``--no-compile`` (``args.compile``: True, False, or None for auto:
-    compiled on a GPU, eager on the CPU; a transformed model trains eager unless asked:
-    ``trainer.resolve_training_compile``)."""
+    compiled on a GPU, eager on the CPU: ``trainer.resolve_training_compile``)."""
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="run the model under torch.compile (evaluation: CUDA graphs, one graph per length "
                              "bucket of 32 tokens; training: the Trainer's torch_compile); the compile time is "
-                             "reported apart from the throughput (default: on a GPU, off on the CPU; training a "
-                             "transformed model: off, its compile on a GPU can take over 20 minutes)")
+                             "reported apart from the throughput (default: on a GPU, off on the CPU)")
 
 
 def show_progress(args: argparse.Namespace) -> bool:

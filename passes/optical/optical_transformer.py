@@ -236,7 +236,9 @@ class OTLinear(_OTSite):
         if observing:
             self.observe("out", y)
         y = self._quantize_out(y)
-        return y if bias is None else y + bias
+        # in y's dtype, as autocast's linear adds it: a float32 bias on a bfloat16 output would
+        # promote every activation after it to float32 (the attention's operands included)
+        return y if bias is None else y + bias.to(y.dtype)
 
     def train(self, mode: bool = True) -> "OTLinear":
         """Also empties the eager weight cache on entering training: a training step can change the

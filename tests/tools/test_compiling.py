@@ -62,3 +62,61 @@ def test_inductor_options_keep_the_mode_and_add_the_patches(mode, expected):
     assert expected.items() <= options.items()
     assert options["size_asserts"] is False
     assert "triton.cudagraphs" not in options or mode in ("reduce-overhead", "max-autotune")
+
+
+LOG_SCRIPT = r'''
+import sys
+import torch._inductor.config as inductor_config
+import triton
+import triton.language as tl
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from optopass.tools.compiling import triton_compile_log
+
+
+@triton.jit
+def double(x, n, BLOCK: tl.constexpr):
+    i = tl.arange(0, BLOCK)
+    tl.store(x + i, tl.load(x + i, mask=i < n) * 2, mask=i < n)
+
+
+original, threads = triton.compile, inductor_config.compile_threads
+with triton_compile_log(sys.argv[1]):
+    assert inductor_config.compile_threads == 1 and triton.compile is not original
+    src = ASTSource(fn=double, signature={"x": "*fp32", "n": "i32", "BLOCK": "constexpr"}, constexprs={"BLOCK": 64})
+    assert triton.compile(src, target=GPUTarget("cuda", 90, 32)).asm.get("cubin")
+assert triton.compile is original and inductor_config.compile_threads == threads
+print("done")
+'''
+
+
+def _nvidia_backend() -> bool:
+    try:
+        from triton.backends import backends
+    except ImportError:
+        return False
+    return "nvidia" in backends
+
+
+@pytest.mark.skipif(not _nvidia_backend(), reason="this Triton has no NVIDIA backend")
+def test_triton_compile_log_times_each_compile_by_name_and_constants(tmp_path):
+    """A kernel compiled for sm_90 (no GPU needed) inside the log: one line with its seconds, name
+    and block size; triton.compile and Inductor's compile threads restored after."""
+    import os
+    import subprocess
+    import sys
+
+    log = tmp_path / "logs" / "compiles.tsv"
+    log.parent.mkdir()
+    log.write_text("an earlier run\n")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # conftest's interpreter: no compiles
+    script = tmp_path / "compile_one.py"  # a file: @triton.jit reads the kernel's source
+    script.write_text(LOG_SCRIPT)
+    done = subprocess.run([sys.executable, str(script), str(log)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0 and "done" in done.stdout, done.stderr[-3000:]
+    header, *lines = log.read_text().splitlines()
+    assert header == compiling.TRITON_COMPILE_LOG_HEADER.strip() and len(lines) == 1
+    seconds, name, constants, source = lines[0].split("\t")
+    assert float(seconds) > 0 and name == "double" and constants == "{'BLOCK': 64}" and source == str(script)

@@ -324,6 +324,20 @@ def test_linear_dither_before_bias_lies_on_the_grid():
     assert ((k - k.round()).abs() < 1e-4).all()
 
 
+def test_linear_under_autocast_returns_the_dtype_of_autocasts_linear():
+    """float32 weights and bias under bfloat16 autocast: the site's output has torch's linear's
+    dtype there (bfloat16), so the activations after it are not promoted to float32 by the bias
+    (which sent the attention's operands through its float32 path)."""
+    gen = torch.Generator().manual_seed(6)
+    x, w, b = torch.randn(4, 16, generator=gen), torch.randn(8, 16, generator=gen) * 0.4, torch.randn(8, generator=gen)
+    site = OTLinear(params(q_levels=256), "fc", 0)
+    set_ranges(site, x=(-2.0, 2.0), w=(-1.0, 1.0), out=(-4.0, 4.0))
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
+        want = torch.nn.functional.linear(x, w, b).dtype
+        got = site(x, w, b)
+    assert want == torch.bfloat16 and got.dtype == want
+
+
 def test_rounding_up_frequency_equals_the_fractional_grid_position():
     levels, calls = 16, 400
     lo, hi = -6.0, 6.0
