@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import itertools
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -33,7 +34,7 @@ from optopass.tools.errors import ConfigError, DataError
 from optopass.tools.glue.data import load_glue
 from optopass.tools.glue.metrics import compute_glue_metrics
 from optopass.tools.glue.tasks import get_task
-from optopass.tools.glue.timing import CallTimer, Throughput
+from optopass.tools.glue.timing import StreamTimer, Throughput
 
 # Sequence lengths are padded up to a multiple of this many tokens (a "bucket").
 DEFAULT_PAD_TO_MULTIPLE_OF = 32
@@ -239,10 +240,14 @@ def _predict(
     progress: bool,
     desc: str,
 ) -> torch.Tensor:
-    """Runs the model over every batch, timing each into `speed`; returns the concatenated
-    float32 logits of the real rows on CPU."""
+    """Runs the model over every batch, timing the batches into `speed`; returns the
+    concatenated float32 logits of the real rows on CPU.
+
+    The host does not wait for the GPU between batches (``StreamTimer``): each batch's logits
+    are copied on the device (a CUDA-graph replay reuses its output's memory) and brought to
+    the CPU once, at the end."""
     outputs = []
-    timer = CallTimer(speed, device)
+    timer = StreamTimer(speed, device)
     buckets = _bucket_count(padding)
     with contextlib.ExitStack() as stack:
         bar = stack.enter_context(tqdm(total=len(encoded), desc=desc, unit="ex", disable=not progress))
@@ -250,16 +255,22 @@ def _predict(
         stack.enter_context(torch._dynamo.config.patch(
             recompile_limit=max(torch._dynamo.config.recompile_limit, buckets + 2)))
         for inputs, n_rows in _batches(encoded, tokenizer, padding):
-            inputs = {name: tensor.to(device) for name, tensor in inputs.items()}
-            started = timer.start()
-            with torch.no_grad(), _autocast(device, autocast_dtype):
-                if device.type == "cuda":
-                    torch.compiler.cudagraph_mark_step_begin()
-                logits = _logits_of(model(**inputs))
-            outputs.append(logits[:n_rows].detach().float().cpu())
-            timer.stop(started, n_rows, tuple(inputs["input_ids"].shape))
+            inputs = {name: tensor.to(device, non_blocking=True) for name, tensor in inputs.items()}
+            call = functools.partial(_logits_on_device, model, inputs, n_rows, device, autocast_dtype)
+            outputs.append(timer.call(call, n_rows, tuple(inputs["input_ids"].shape)))
             bar.update(n_rows)
-    return torch.cat(outputs)
+        timer.close()
+    return torch.cat(outputs).cpu()
+
+
+def _logits_on_device(model: Callable[..., Any], inputs: dict[str, torch.Tensor], n_rows: int, device: torch.device,
+                      autocast_dtype: torch.dtype | None) -> torch.Tensor:
+    """One batch's float32 logits of its `n_rows` real rows, a copy on the device."""
+    with torch.no_grad(), _autocast(device, autocast_dtype):
+        if device.type == "cuda":
+            torch.compiler.cudagraph_mark_step_begin()
+        logits = _logits_of(model(**inputs))
+    return logits[:n_rows].detach().to(torch.float32, copy=True)
 
 
 def _bucket_count(padding: _Padding) -> int:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from transformers import TrainerCallback
@@ -50,8 +51,19 @@ class Throughput:
     def add(self, seconds: float, samples: int, shape: Hashable = None, compiled_now: bool = False) -> None:
         """Counts one call of `samples` samples that took `seconds`, with inputs of `shape`;
         `compiled_now`: a graph was made during it."""
+        warmup = self.next_call(shape)
+        self.add_seconds(seconds, samples, warmup or compiled_now)
+
+    def next_call(self, shape: Hashable = None) -> bool:
+        """Counts a call with inputs of `shape`; returns whether it is a warm-up call by its
+        place among that shape's calls."""
         self._seen[shape] += 1
-        if compiled_now or self._seen[shape] <= self.warmup_calls:
+        return self._seen[shape] <= self.warmup_calls
+
+    def add_seconds(self, seconds: float, samples: int, warmup: bool) -> None:
+        """Adds `seconds` of calls counted with ``next_call`` holding `samples` samples, to the
+        warm-up time or to the steady time."""
+        if warmup:
             self.compile_seconds += seconds
             self.warmup_samples += samples
         else:
@@ -90,6 +102,56 @@ class CallTimer:
         synchronize(self.device)
         t0, graphs = started
         self.throughput.add(time.perf_counter() - t0, samples, shape, compile_count() != graphs)
+
+
+class StreamTimer:
+    """Times a stream of calls (``timer.call(fn, samples, shape)``, then ``timer.close()``) into a
+    :class:`Throughput`, without waiting for the GPU between steady calls, so that the host
+    prepares and launches the next call while the GPU runs the last one, as in a run that is not
+    timed.
+
+    A warm-up call (by its place among its shape's calls) is timed alone, the GPU's queue empty
+    before and after it. Steady calls are timed in spans: a span starts at the first steady call
+    after the GPU's queue was emptied and ends, emptying it, before the next warm-up call and at
+    ``close()``. A steady call that made a graph (``compile_count``) turns its span so far into
+    warm-up time. On a CPU, where calls do not overlap, each call is its own span."""
+
+    def __init__(self, throughput: Throughput, device: torch.device | str | None):
+        self.throughput = throughput
+        self.device = device
+        self._overlaps = device is not None and torch.device(device).type == "cuda"
+        self._span: tuple[float, int] | None = None  # (start, samples so far)
+
+    def call(self, fn: Callable[[], Any], samples: int, shape: Hashable = None) -> Any:
+        """Runs `fn` as one call of `samples` samples with inputs of `shape`; returns its result."""
+        if self.throughput.next_call(shape):
+            self.close()
+            synchronize(self.device)
+            started = time.perf_counter()
+            result = fn()
+            synchronize(self.device)
+            self.throughput.add_seconds(time.perf_counter() - started, samples, warmup=True)
+            return result
+        if self._span is None:
+            self._span = (time.perf_counter(), 0)
+        graphs = compile_count()
+        result = fn()
+        self._span = (self._span[0], self._span[1] + samples)
+        if compile_count() != graphs:
+            self.close(warmup=True)
+        elif not self._overlaps:
+            self.close()
+        return result
+
+    def close(self, warmup: bool = False) -> None:
+        """Ends the open span, if any: waits for the GPU and adds the span's seconds and samples
+        (to the warm-up time when `warmup`)."""
+        if self._span is None:
+            return
+        synchronize(self.device)
+        started, samples = self._span
+        self._span = None
+        self.throughput.add_seconds(time.perf_counter() - started, samples, warmup)
 
 
 class StepTimer(TrainerCallback):
