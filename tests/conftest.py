@@ -188,6 +188,15 @@ def arch_impl(request) -> tuple[str, str]:
     return request.param
 
 
+def nvidia_backend() -> bool:
+    """Whether this Triton has its NVIDIA backend, which builds PTX and cubins without a GPU."""
+    try:
+        from triton.backends import backends
+    except ImportError:
+        return False
+    return "nvidia" in backends
+
+
 def traced_graph_code(fn, *args) -> str:
     """The code of the graphs torch.compile traces for ``fn(*args)`` (they run as traced, not
     compiled)."""

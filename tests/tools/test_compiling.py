@@ -1,12 +1,17 @@
 """optopass's compiles (tools/compiling.py): the generated code drops the per-call size asserts,
 forward and the lazily compiled backward, and computes what the uncompiled module computes; the
-modes' own Inductor options are kept."""
+modes' own Inductor options are kept; the Triton compile log names and times each compile."""
+
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 from torch._inductor.utils import run_and_get_code
 
 from optopass.tools import compiling
+from tests.conftest import nvidia_backend
 
 CHECK = "assert_size_stride("  # a call of the check (the generated module always imports the name)
 
@@ -91,22 +96,10 @@ print("done")
 '''
 
 
-def _nvidia_backend() -> bool:
-    try:
-        from triton.backends import backends
-    except ImportError:
-        return False
-    return "nvidia" in backends
-
-
-@pytest.mark.skipif(not _nvidia_backend(), reason="this Triton has no NVIDIA backend")
+@pytest.mark.skipif(not nvidia_backend(), reason="this Triton has no NVIDIA backend")
 def test_triton_compile_log_times_each_compile_by_name_and_constants(tmp_path):
     """A kernel compiled for sm_90 (no GPU needed) inside the log: one line with its seconds, name
     and block size; triton.compile and Inductor's compile threads restored after."""
-    import os
-    import subprocess
-    import sys
-
     log = tmp_path / "logs" / "compiles.tsv"
     log.parent.mkdir()
     log.write_text("an earlier run\n")

@@ -12,6 +12,8 @@ import sys
 
 import pytest
 
+from tests.conftest import nvidia_backend
+
 SCRIPT = r'''
 import sys
 import triton
@@ -51,15 +53,7 @@ for k in (3, 4):
 '''
 
 
-def _nvidia_backend() -> bool:
-    try:
-        from triton.backends import backends
-    except ImportError:
-        return False
-    return "nvidia" in backends
-
-
-@pytest.mark.skipif(not _nvidia_backend(), reason="this Triton has no NVIDIA backend")
+@pytest.mark.skipif(not nvidia_backend(), reason="this Triton has no NVIDIA backend")
 def test_readout_and_ring_kernels_compile_for_sm90():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
