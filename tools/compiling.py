@@ -91,7 +91,7 @@ def triton_compile_log(path: str | os.PathLike | None) -> Iterator[None]:
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(TRITON_COMPILE_LOG_HEADER)
 
-    def compile(src, *args, **kwargs):
+    def timed_compile(src, *args, **kwargs):
         started = time.perf_counter()
         try:
             return original(src, *args, **kwargs)
@@ -106,7 +106,7 @@ def triton_compile_log(path: str | os.PathLike | None) -> Iterator[None]:
             with log.open("a") as out:
                 out.write(line)
 
-    triton_compiler.compile = triton.compile = compile
+    triton_compiler.compile = triton.compile = timed_compile
     try:
         with inductor_config.patch(compile_threads=1):
             yield
