@@ -337,7 +337,7 @@ def finetune(
         callbacks=[*(callbacks or []), step_timer],
     )
     # the Trainer compiles the model inside these calls
-    with inductor_patches(optical=_has_optical_sites(model)):
+    with inductor_patches(optical=optical):
         train_output = trainer.train(resume_from_checkpoint=resume)
         model = drop_autocast_wrapper(trainer.accelerator.unwrap_model(trainer.model))
         metrics = trainer.evaluate(eval_set) if evaluating and final_eval else {}
