@@ -13,6 +13,8 @@ defines it) from its description, not from optopass:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.stats
@@ -23,6 +25,7 @@ import optopass
 from optopass.passes.optical import quant
 from optopass.passes.optical.optical_transformer import OpticalTransformerParams, OTAttention, OTLinear, OTMatmul
 from optopass.passes.optical.sites import optical_sites
+from tests.conftest import hf_inputs, tiny_hf_model
 
 mase = pytest.importorskip("mase_triton.optical_compute.functional")
 
@@ -726,3 +729,23 @@ def test_recompute_is_off_where_ranges_are_observed_or_no_gradient_is_taken():
     assert att._recomputes(x.requires_grad_(), x, x)
     att.qk.set_stats_mode("auto")  # training mode: observes
     assert not att._recomputes(x, x, x)
+
+
+def test_example_no_dither_config_rounds_every_site_and_repeats_its_outputs():
+    """examples/no_dither_cfg.yaml (the price of the dither in docs/speed.md): the shipped config
+    with every site rounding; a model under it gives the same logits call after call, where the
+    shipped config's dither changes them."""
+    root = Path(__file__).resolve().parents[3]
+    inputs = hf_inputs(2, 10)
+    logits = {}
+    configs = {"rounding": root / "examples" / "no_dither_cfg.yaml", "shipped": root / "transform_cfg.yaml"}
+    for name, path in configs.items():
+        cfg = optopass.load_config(path)
+        gm = optopass.apply_optical_pass(tiny_hf_model("bert", "sdpa"), cfg)
+        sites = [site for _, site in optical_sites(gm) if hasattr(site, "dither")]
+        assert sites and all(site.dither == (name == "shipped") for site in sites)
+        optopass.calibrate(gm, [inputs])
+        with torch.no_grad():
+            logits[name] = [gm(**inputs).logits for _ in range(2)]
+    assert torch.equal(*logits["rounding"])
+    assert not torch.equal(*logits["shipped"])
